@@ -1,0 +1,579 @@
+"""The audio core: reading, validating, resampling and writing sound files, and the corpus.
+
+Everything that enters the project passes through here and comes out as mono float32 at
+44.1 kHz (the canonical mel's rate). Bad files never stop a corpus from loading: each gets a
+:class:`FileVerdict` with a one-line reason, and only a corpus with no usable file at all is
+an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+from distillgan.errors import CorpusError, ModelFileError
+from distillgan.mel import SAMPLE_RATE
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "FEW_FILES_WARNING_THRESHOLD",
+    "MIN_DURATION_S",
+    "SAMPLE_RATE",
+    "SILENCE_PEAK",
+    "Corpus",
+    "CorpusFile",
+    "FileVerdict",
+    "ManifestCheck",
+    "build_manifest",
+    "check_file",
+    "check_manifest",
+    "file_fingerprint",
+    "format_duration",
+    "load_audio",
+    "load_corpus",
+    "resample",
+    "scan_audio_files",
+    "write_audio",
+]
+
+# Containers libsndfile can decode (it recognises the content, not the name; the suffix
+# only decides what a folder scan picks up).
+AUDIO_SUFFIXES: tuple[str, ...] = (
+    ".wav",
+    ".wave",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aiff",
+    ".aif",
+    ".aifc",
+    ".caf",
+    ".w64",
+    ".rf64",
+    ".au",
+    ".snd",
+)
+MIN_DURATION_S = 0.5
+FEW_FILES_WARNING_THRESHOLD = 5
+SILENCE_PEAK = 1e-4  # -80 dBFS: below this a file holds nothing a model could learn from
+
+# Kaiser-windowed sinc settings shared by every resampling in the project (corpus loading
+# and export to 48/96 kHz): a long, steep filter, since we resample each file only once.
+_LOWPASS_FILTER_WIDTH = 64
+_ROLLOFF = 0.9475
+_KAISER_BETA = 14.769656459379492
+# torchaudio builds a (new, orig + 2*width) kernel from the reduced rate ratio. Exotic rates
+# (e.g. 44 101 Hz) would need gigabytes, so past this size we use the nearest small ratio.
+_MAX_KERNEL_ELEMENTS = 4_000_000
+_MAX_RATIO_TERM = 1000
+
+# First bytes of the containers libsndfile reads; a file that fails to decode but starts
+# like one of these is a damaged sound file rather than something that is not audio.
+_AUDIO_MAGIC: tuple[bytes, ...] = (
+    b"RIFF",
+    b"RIFX",
+    b"RF64",
+    b"BW64",
+    b"riff",  # Sony Wave64
+    b"FORM",  # AIFF / AIFC
+    b"fLaC",
+    b"OggS",
+    b"ID3",  # MP3 (or FLAC) with an ID3v2 tag
+    b"caff",
+    b".snd",
+)
+_HEADER_BYTES = 16
+
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
+
+
+@dataclass(frozen=True)
+class FileVerdict:
+    """Whether one file is usable, and if not, why (one short phrase for a warning line)."""
+
+    path: Path
+    ok: bool
+    reason: str | None
+    duration_s: float = 0.0
+    sample_rate: int | None = None
+    channels: int | None = None
+
+    def describe(self) -> str:
+        """One warning line, e.g. ``skipping rain.wav: silent``."""
+        return f"skipping {self.path}: {self.reason}" if not self.ok else f"{self.path}: ok"
+
+
+@dataclass
+class CorpusFile:
+    """A usable file, already mono float32 at 44.1 kHz. ``sample_rate`` is the file's own rate."""
+
+    path: Path
+    audio: np.ndarray
+    duration_s: float
+    sample_rate: int = SAMPLE_RATE
+
+
+@dataclass
+class Corpus:
+    """The usable files under ``root`` (a folder; for a single-file corpus, its folder)."""
+
+    root: Path
+    files: list[CorpusFile]
+    skipped: list[FileVerdict] = field(default_factory=list)
+
+    @property
+    def total_duration_s(self) -> float:
+        return sum(f.duration_s for f in self.files)
+
+    def summary(self) -> str:
+        """E.g. ``12 files, 1 min 04 s of audio, 2 skipped``."""
+        text = f"{_plural(len(self.files), 'file')}, {format_duration(self.total_duration_s)} of audio"
+        if self.skipped:
+            text += f", {len(self.skipped)} skipped"
+        return text
+
+
+@dataclass(frozen=True)
+class ManifestCheck:
+    """How a model's recorded corpus compares with what is on disk now."""
+
+    root: Path
+    total: int
+    missing: list[str]
+    changed: list[str]
+    root_found: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.root_found and not self.missing and not self.changed
+
+    def describe(self) -> str:
+        """One line, e.g. ``2 files missing (a.wav, b.wav) and 1 changed (c.wav) under /x``."""
+        if not self.root_found:
+            return f"corpus folder {self.root} not found ({_plural(self.total, 'file')} expected)"
+        if self.ok:
+            return f"all {_plural(self.total, 'file')} present and unchanged under {self.root}"
+        parts = []
+        if self.missing:
+            parts.append(f"{_plural(len(self.missing), 'file')} missing ({_name_list(self.missing)})")
+        if self.changed:
+            noun = "changed" if self.missing else f"{'file' if len(self.changed) == 1 else 'files'} changed"
+            parts.append(f"{len(self.changed)} {noun} ({_name_list(self.changed)})")
+        return f"{' and '.join(parts)} under {self.root}"
+
+
+class _Unreadable(Exception):
+    """Internal: a file could not be decoded; ``reason`` is the verdict phrase."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def format_duration(seconds: float) -> str:
+    """Human duration: ``4.2 s``, ``1 min 04 s``, ``2 h 05 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {(whole % 3600) // 60:02d} min"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _name_list(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, … and {len(names) - limit} more"
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def _read_raw(path: Path) -> tuple[np.ndarray, int]:
+    """Decode a file as float32 ``(frames, channels)``, or raise :class:`_Unreadable`."""
+    try:
+        # Opened by us first so permissions and missing files get their own clear reason,
+        # and so the first bytes can tell "damaged sound file" from "not a sound file".
+        with open(path, "rb") as handle:
+            header = handle.read(_HEADER_BYTES)
+    except PermissionError:
+        raise _Unreadable("permission denied") from None
+    except FileNotFoundError:
+        raise _Unreadable("file not found (broken link?)") from None
+    except IsADirectoryError:
+        raise _Unreadable("is a folder, not a file") from None
+    except OSError as exc:
+        raise _Unreadable(f"unreadable ({exc.strerror or exc})") from None
+    if not header:
+        raise _Unreadable("empty (0 bytes)")
+    try:
+        data, sample_rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, ValueError, EOFError, OSError):
+        raise _Unreadable("unreadable or corrupt" if _looks_like_audio(header) else "not audio") from None
+    return data, int(sample_rate)
+
+
+def _looks_like_audio(header: bytes) -> bool:
+    if header.startswith(_AUDIO_MAGIC):
+        return True
+    # A bare MPEG audio frame starts with an 11-bit sync word.
+    return len(header) >= 2 and header[0] == 0xFF and (header[1] & 0xE0) == 0xE0
+
+
+def _downmix(data: np.ndarray) -> np.ndarray:
+    return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+
+
+def _to_44k(mono: np.ndarray, sample_rate: int) -> np.ndarray:
+    return np.ascontiguousarray(resample(mono, sample_rate, SAMPLE_RATE), dtype=np.float32)
+
+
+def load_audio(path: Path | str) -> np.ndarray:
+    """Read any sound file as mono float32 at 44.1 kHz (channels averaged, then resampled).
+
+    Raises :class:`CorpusError` with one line if the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        data, sample_rate = _read_raw(path)
+    except _Unreadable as exc:
+        raise CorpusError(f"cannot read {path}: {exc.reason}") from None
+    return _to_44k(_downmix(data), sample_rate)
+
+
+def check_file(path: Path | str) -> tuple[FileVerdict, np.ndarray | None]:
+    """Load and validate one file: its verdict, and its mono 44.1 kHz audio when usable."""
+    path = Path(path)
+    try:
+        data, sample_rate = _read_raw(path)
+    except _Unreadable as exc:
+        return FileVerdict(path, False, exc.reason), None
+    frames, channels = data.shape
+    duration_s = frames / sample_rate
+
+    def bad(reason: str) -> tuple[FileVerdict, None]:
+        return FileVerdict(path, False, reason, duration_s, sample_rate, channels), None
+
+    if frames == 0:
+        return bad("empty (0 samples)")
+    if not np.isfinite(data).all():
+        return bad("contains NaN/Inf")
+    # Judged on the mono mix: that is all a model will ever hear of the file.
+    mono = _downmix(data)
+    if float(np.abs(mono).max()) < SILENCE_PEAK:
+        cancelled = float(np.abs(data).max()) >= SILENCE_PEAK
+        return bad("silent (channels cancel out in the mono mix)" if cancelled else "silent")
+    if duration_s < MIN_DURATION_S:
+        return bad(f"too short ({duration_s:.2f} s < {MIN_DURATION_S} s)")
+    return FileVerdict(path, True, None, duration_s, sample_rate, channels), _to_44k(mono, sample_rate)
+
+
+# --- resampling ------------------------------------------------------------------------
+
+
+def _resampling_ratio(orig_sr: int, new_sr: int) -> Fraction:
+    """The ``new/orig`` ratio to resample with: exact unless its kernel would be huge."""
+    ratio = Fraction(new_sr, orig_sr)
+    orig, new = ratio.denominator, ratio.numerator
+    width = math.ceil(_LOWPASS_FILTER_WIDTH * orig / (min(orig, new) * _ROLLOFF))
+    if new * (orig + 2 * width) <= _MAX_KERNEL_ELEMENTS:
+        return ratio
+    # Bound both terms by 1000 (limit the larger one; the other is smaller still): the
+    # ratio then differs by at most ~1e-4 (0.2 cent) from the true one, far below an
+    # audible pitch or timing change, and the kernel stays small.
+    if ratio >= 1:
+        return 1 / (1 / ratio).limit_denominator(_MAX_RATIO_TERM)
+    return ratio.limit_denominator(_MAX_RATIO_TERM)
+
+
+def resample(audio: ArrayOrTensor, orig_sr: int, new_sr: int) -> ArrayOrTensor:
+    """Resample along the last axis with a Kaiser-windowed sinc; returns the input's type.
+
+    The one resampler of the project: corpus loading and export both use it. NumPy input
+    comes back as NumPy (float64 stays float64, anything else becomes float32); a tensor
+    stays on its device. Equal rates return the input itself (no copy) when its dtype fits.
+    """
+    if orig_sr <= 0 or new_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} -> {new_sr}")
+    if isinstance(audio, np.ndarray):
+        dtype = np.float64 if audio.dtype == np.float64 else np.float32
+        array = np.ascontiguousarray(audio, dtype=dtype)
+        if orig_sr == new_sr:
+            return array
+        return _resample_tensor(torch.from_numpy(array), _resampling_ratio(orig_sr, new_sr)).numpy()
+    tensor = audio if audio.is_floating_point() else audio.float()
+    if orig_sr == new_sr:
+        return tensor
+    return _resample_tensor(tensor, _resampling_ratio(orig_sr, new_sr))
+
+
+def _resample_tensor(tensor: torch.Tensor, ratio: Fraction) -> torch.Tensor:
+    if tensor.shape[-1] == 0:
+        return tensor.clone()
+    return torchaudio.functional.resample(
+        tensor,
+        orig_freq=ratio.denominator,
+        new_freq=ratio.numerator,
+        lowpass_filter_width=_LOWPASS_FILTER_WIDTH,
+        rolloff=_ROLLOFF,
+        resampling_method="sinc_interp_kaiser",
+        beta=_KAISER_BETA,
+    )
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def write_audio(path: Path | str, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write ``(frames,)`` or ``(frames, channels)`` audio; the format follows the suffix.
+
+    Only float subtypes can hold values beyond ±1; for every other one libsndfile would clip
+    without a word, so such audio is refused: the caller chooses to normalise or clip.
+    """
+    audio = np.asarray(audio)
+    if not np.isfinite(audio).all():
+        raise ValueError(f"refusing to write {path}: audio contains NaN/Inf")
+    if subtype.upper() not in ("FLOAT", "DOUBLE") and audio.size and float(np.abs(audio).max()) > 1.0:
+        raise ValueError(
+            f"refusing to write {path}: peak {float(np.abs(audio).max()):.3f} exceeds 1.0 "
+            f"and {subtype} would clip (normalise or clip first)"
+        )
+    sf.write(str(path), audio, int(sample_rate), subtype=subtype)
+
+
+# --- the corpus ------------------------------------------------------------------------
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def scan_audio_files(
+    root: Path | str, *, on_unreadable_dir: Callable[[Path], None] | None = None
+) -> list[Path]:
+    """Every file with an audio suffix under ``root``, recursively, in sorted order.
+
+    Hidden files and folders are skipped, folder symlinks are followed but each real folder
+    is visited once (so link loops end), and a file reachable twice is listed once.
+    Broken links with an audio suffix are listed so they get a verdict instead of vanishing.
+    Folders that cannot be listed are reported to ``on_unreadable_dir`` and skipped.
+    """
+    root = Path(root)
+    visited: set[str] = set()
+    seen_files: set[str] = set()
+    found: list[Path] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in visited:
+            continue
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            if folder == root:
+                raise
+            if on_unreadable_dir is not None:
+                on_unreadable_dir(folder)
+            continue
+        for entry in entries:
+            if _is_hidden(entry.name):
+                continue
+            path = folder / entry.name
+            if _safe(entry.is_dir):
+                stack.append(path)
+            elif entry.name.lower().endswith(AUDIO_SUFFIXES) and (
+                _safe(entry.is_file) or _safe(entry.is_symlink)
+            ):
+                found.append(path)
+    unique: list[Path] = []
+    for path in sorted(found, key=lambda p: p.relative_to(root).parts):
+        real_file = os.path.realpath(path)
+        if real_file not in seen_files:
+            seen_files.add(real_file)
+            unique.append(path)
+    return unique
+
+
+def _safe(check: Callable[[], bool]) -> bool:
+    """``DirEntry`` tests can raise on odd entries (link loops); treat those as "no"."""
+    try:
+        return check()
+    except OSError:
+        return False
+
+
+def load_corpus(
+    root: Path | str,
+    *,
+    on_skip: Callable[[FileVerdict], None] | None = None,
+    paths: Iterable[Path | str] | None = None,
+) -> Corpus:
+    """Load every usable file under ``root`` (a folder, or a single sound file).
+
+    ``paths`` (absolute, or relative to ``root``) replaces the folder scan. Each unusable
+    file is reported to ``on_skip`` and recorded in ``Corpus.skipped``. Raises
+    :class:`CorpusError` when ``root`` is missing or nothing usable is found. Fewer than
+    :data:`FEW_FILES_WARNING_THRESHOLD` good files is allowed; warning about it is the
+    caller's job.
+    """
+    given = Path(root)
+    root_path = Path(os.path.abspath(given))
+    if not root_path.exists():
+        raise CorpusError(f"audio folder not found: {given}")
+    if paths is not None:
+        if not root_path.is_dir():
+            raise CorpusError(f"not a folder: {given}")
+        candidates = [root_path / p for p in paths]
+    elif root_path.is_file():
+        candidates, root_path = [root_path], root_path.parent
+    elif root_path.is_dir():
+        candidates = _scan_root(root_path, given, on_skip)
+    else:
+        raise CorpusError(f"not a folder or sound file: {given}")
+    if not candidates:
+        raise CorpusError(f"no audio files found in {given}")
+
+    files: list[CorpusFile] = []
+    skipped: list[FileVerdict] = []
+    for path in candidates:
+        verdict, audio = check_file(path)
+        if audio is None:
+            skipped.append(verdict)
+            if on_skip is not None:
+                on_skip(verdict)
+            continue
+        files.append(CorpusFile(path, audio, len(audio) / SAMPLE_RATE, verdict.sample_rate or SAMPLE_RATE))
+    if not files:
+        raise CorpusError(
+            f"no usable audio in {given}: {_plural(len(skipped), 'file')} skipped (see warnings above)"
+        )
+    return Corpus(root_path, files, skipped)
+
+
+def _scan_root(root: Path, given: Path, on_skip: Callable[[FileVerdict], None] | None) -> list[Path]:
+    def unreadable(folder: Path) -> None:
+        if on_skip is not None:
+            on_skip(FileVerdict(folder, False, "folder not readable"))
+
+    try:
+        return scan_audio_files(root, on_unreadable_dir=unreadable)
+    except PermissionError:
+        raise CorpusError(f"cannot read folder {given}: permission denied") from None
+    except OSError as exc:
+        raise CorpusError(f"cannot read folder {given}: {exc.strerror or exc}") from None
+
+
+# --- the manifest: which corpus a model was trained on ---------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: Path | str, root: Path | str | None = None) -> dict[str, Any]:
+    """Identity of one file: relative posix path (to ``root``, else its name), size, mtime,
+    sha256, and its own duration and sample rate (from the header)."""
+    path = Path(path)
+    stat = path.stat()
+    info = sf.info(str(path))
+    relative = path.relative_to(root).as_posix() if root is not None else path.name
+    return {
+        "path": relative,
+        "size": stat.st_size,
+        "mtime": stat.st_mtime,
+        "sha256": _sha256(path),
+        "duration_s": float(info.frames / info.samplerate),
+        "sample_rate": int(info.samplerate),
+    }
+
+
+def build_manifest(corpus: Corpus) -> dict[str, Any]:
+    """The record of a corpus stored in a model file: root and one fingerprint per file."""
+    root = Path(os.path.abspath(corpus.root))
+    return {
+        "root": str(root),
+        "files": [file_fingerprint(Path(os.path.abspath(f.path)), root) for f in corpus.files],
+    }
+
+
+def _manifest_entries(manifest: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Validate a manifest read back from a (possibly hand-edited or hostile) model file."""
+    broken = ModelFileError("the model's dataset manifest is malformed")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("root"), str):
+        raise broken
+    entries = manifest.get("files")
+    if not isinstance(entries, list):
+        raise broken
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise broken
+        relative = entry.get("path")
+        # Paths stay inside the corpus folder: a manifest cannot send us hashing elsewhere.
+        if (
+            not isinstance(relative, str)
+            or not relative
+            or relative.startswith("/")
+            or ".." in relative.split("/")
+        ):
+            raise broken
+        if not isinstance(entry.get("size"), int) or not isinstance(entry.get("sha256"), str):
+            raise broken
+        if not isinstance(entry.get("mtime"), (int, float)):
+            raise broken
+    return manifest["root"], entries
+
+
+def check_manifest(manifest: dict[str, Any], audio_dir: Path | str | None = None) -> ManifestCheck:
+    """Compare a manifest with the disk: which files are missing or changed (by relative path).
+
+    ``audio_dir`` overrides the recorded root (the corpus moved). Files whose size and mtime
+    match are trusted without hashing; a differing mtime alone (e.g. after a copy) is
+    settled by the sha256.
+    """
+    recorded_root, entries = _manifest_entries(manifest)
+    root = Path(os.path.abspath(audio_dir if audio_dir is not None else recorded_root))
+    if not root.is_dir():
+        names = [e["path"] for e in entries]
+        return ManifestCheck(root, len(entries), names, [], root_found=False)
+    missing: list[str] = []
+    changed: list[str] = []
+    for entry in entries:
+        path = root / entry["path"]
+        try:
+            stat = path.stat()
+        except OSError:
+            missing.append(entry["path"])
+            continue
+        size_differs = stat.st_size != entry["size"]
+        if size_differs or (stat.st_mtime != entry["mtime"] and not _same_hash(path, entry["sha256"])):
+            changed.append(entry["path"])
+    return ManifestCheck(root, len(entries), missing, changed)
+
+
+def _same_hash(path: Path, expected: str) -> bool:
+    try:
+        return _sha256(path) == expected
+    except OSError:
+        return False

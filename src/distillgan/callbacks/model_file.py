@@ -1,0 +1,191 @@
+"""Write training state into the .distillgan file: every N epochs, on stop, at the end.
+
+Lightning's own checkpoint dict (weights, optimizers, schedulers, loop progress, the
+resumable data loader position, callback state) is stored, without pickle, in the
+``<stage>_checkpoint`` section through :class:`ModelFileCheckpointIO`; the inference part
+the module exports goes to the ``<stage>`` section in the same atomic write. Resume with
+``trainer.fit(module, datamodule, ckpt_path=model_path)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch.callbacks import Checkpoint
+
+from distillgan.errors import TrainingError
+from distillgan.modelfile import ModelLock, Section, open_model, pack_tree, write_model
+from distillgan.progress import ProgressEvent, ProgressListener
+
+
+def _assert_finite(sections: dict[str, Section | None]) -> None:
+    for name, section in sections.items():
+        if section is None:
+            continue
+        for key, tensor in section.tensors.items():
+            t = torch.as_tensor(tensor)
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise TrainingError(f"refusing to write non-finite values ({name}/{key}) into the model file")
+
+
+class ModelFileCheckpointIO(CheckpointIO):
+    """Lightning checkpoint I/O into one section of a .distillgan file (rank zero writes)."""
+
+    def __init__(self, stage: str, lock: ModelLock | None) -> None:
+        self.section = f"{stage}_checkpoint"
+        self.lock = lock
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        options = dict(storage_options or {})
+        sections: dict[str, Section | None] = dict(options.get("sections", {}))
+        sections[self.section] = None if options.get("drop_checkpoint") else pack_tree(checkpoint)
+        _assert_finite(sections)
+        if self.lock is None:
+            raise RuntimeError("ModelFileCheckpointIO needs the model's writer lock")
+        write_model(Path(path), sections, lock=self.lock, create=True)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        tree = open_model(Path(path)).tree(self.section)
+        if map_location is not None:
+            tree = _map_tensors(tree, map_location)
+        return tree
+
+    def remove_checkpoint(self, path: Any) -> None:
+        if self.lock is None:
+            raise RuntimeError("ModelFileCheckpointIO needs the model's writer lock")
+        write_model(Path(path), {self.section: None}, lock=self.lock)
+
+
+def _map_tensors(tree: Any, device: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: _map_tensors(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map_tensors(v, device) for v in tree)
+    return tree
+
+
+class ModelFileCheckpoint(Checkpoint):
+    """Keeps a training run's state in its model file.
+
+    Saves every ``every_n_epochs`` epochs, at once when training is asked to stop (cancel,
+    non-finite abort) so nothing trained is lost, and at the end: then the inference
+    section is marked "complete" and the large resumable state is dropped unless
+    ``keep_checkpoint``. Holds the model's writer lock for the whole run on rank zero
+    (pass ``lock`` to reuse one the caller already holds). The module must provide
+    ``model_file_sections(progress) -> dict[str, Section]``.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        stage: str,
+        *,
+        every_n_epochs: int = 1,
+        keep_checkpoint: bool = False,
+        lock: ModelLock | None = None,
+        owner: str = "distillgan training",
+        extra_sections: dict[str, Section] | None = None,
+        listener: ProgressListener | None = None,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.stage = stage
+        self.every_n_epochs = max(1, every_n_epochs)
+        self.keep_checkpoint = keep_checkpoint
+        self.lock = lock
+        self.owner = owner
+        self.extra_sections = dict(extra_sections or {})
+        self.listener = listener
+        self._own_lock = False
+        self._stopped = False
+        self.last_saved: dict[str, Any] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero and self.lock is None:
+            self.lock = ModelLock(self.model_path, owner=self.owner).acquire()
+            self._own_lock = True
+        trainer.strategy.checkpoint_io = ModelFileCheckpointIO(
+            self.stage, self.lock if trainer.is_global_zero else None
+        )
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._own_lock and self.lock is not None:
+            self.lock.release()
+            self.lock = None
+            self._own_lock = False
+
+    def _progress(self, trainer: L.Trainer, status: str) -> dict[str, Any]:
+        """Where the run is, in the user's units: epochs counted from 1, steps = batches trained."""
+        finished_run = status == "complete"
+        epoch_done = (
+            trainer.fit_loop.epoch_loop.batch_progress.current.processed >= trainer.num_training_batches
+        )
+        # after the last epoch Lightning has already advanced current_epoch
+        completed = trainer.current_epoch if finished_run else trainer.current_epoch + int(epoch_done)
+        return {
+            "status": status,
+            "epoch": max(1, completed) if finished_run else trainer.current_epoch + 1,
+            "epochs_completed": completed,
+            "total_epochs": trainer.max_epochs or 0,
+            "steps": int(trainer.fit_loop.epoch_loop.batch_progress.total.processed),
+        }
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str) -> None:
+        progress = self._progress(trainer, status)
+        sections: dict[str, Section] = {}
+        if trainer.is_global_zero:
+            sections = {**self.extra_sections, **pl_module.model_file_sections(progress)}  # type: ignore[operator]
+        drop = status == "complete" and not self.keep_checkpoint
+        trainer.save_checkpoint(
+            self.model_path, storage_options={"sections": sections, "drop_checkpoint": drop}
+        )
+        self.extra_sections = {}  # written once; later writes copy them from the file
+        self.last_saved = progress
+        if self.listener is not None and trainer.is_global_zero:
+            self.listener(
+                ProgressEvent(
+                    stage=self.stage,  # type: ignore[arg-type]
+                    kind="checkpoint",
+                    epoch=progress["epoch"],
+                    total_epochs=progress["total_epochs"],
+                    step=progress["steps"],
+                    message=status,
+                    path=str(self.model_path),
+                )
+            )
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.should_stop and not self._stopped:
+            self._stopped = True
+            self.save(trainer, pl_module, "partial")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._stopped:
+            return
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if not last and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.save(trainer, pl_module, "partial")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._stopped:
+            self.save(trainer, pl_module, "complete")
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # a stop for a known reason (e.g. repeated non-finite losses) keeps what was trained
+        if isinstance(exception, TrainingError) and not self._stopped:
+            self._stopped = True
+            self.save(trainer, pl_module, "partial")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"every_n_epochs": self.every_n_epochs}

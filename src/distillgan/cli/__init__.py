@@ -1,0 +1,1 @@
+"""The ``distillgan`` command line (Click + Rich). Heavy imports happen inside commands."""

@@ -1,0 +1,99 @@
+"""Rich live display of training progress, fed by ProgressEvents."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+
+from distillgan.progress import CancelToken, ProgressEvent
+
+# (metric key, column title) per stage; keys are what the LightningModules log
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "vae": [("train/loss", "loss"), ("train/recon", "recon"), ("train/kl", "KL"), ("val/recon", "val recon")],
+    "vocoder": [
+        ("train/g_loss", "G loss"),
+        ("train/d_loss", "D loss"),
+        ("train/mel_l1", "mel error"),
+        ("val/mel_l1", "val mel error"),
+        ("lr", "learning rate"),
+    ],
+}
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class TrainingDisplay:
+    """A live table (epoch, losses, ETA) above a progress bar; call it with each event."""
+
+    def __init__(self, console: Console, stage: str) -> None:
+        self.console = console
+        self.stage = stage
+        self.last: ProgressEvent | None = None
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=console
+        )
+        self.task = self.progress.add_task(stage, total=None)
+        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+
+    def _render(self) -> Group:
+        table = Table(show_header=True, header_style="bold", box=None)
+        table.add_column("epoch")
+        columns = COLUMNS[self.stage]
+        for _, title in columns:
+            table.add_column(title, justify="right")
+        table.add_column("ETA", justify="right")
+        e = self.last
+        if e is not None:
+            values = [f"{e.metrics[k]:.4g}" if k in e.metrics else "–" for k, _ in columns]
+            table.add_row(f"{e.epoch}/{e.total_epochs}", *values, format_eta(e.eta_s))
+        return Group(table, self.progress)
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.kind in ("step", "epoch", "start", "end"):
+            self.last = event
+            self.progress.update(self.task, total=event.total_steps or None, completed=event.step)
+            self.live.update(self._render())
+        elif event.kind == "preview":
+            self.console.print(f"[dim]preview (epoch {event.epoch}): {event.path}[/dim]")
+
+    def __enter__(self) -> TrainingDisplay:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.__exit__(*exc)
+
+
+@contextmanager
+def cancel_on_ctrl_c(token: CancelToken, console: Console) -> Iterator[None]:
+    """First Ctrl+C asks training to stop and save; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel("Ctrl+C")
+        console.print("[yellow]Stopping: saving a checkpoint… (Ctrl+C again to quit without saving)[/yellow]")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,152 @@
+"""`distillgan model list|info`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from distillgan.cli.common import (
+    console_for,
+    json_attr,
+    models_dir_option,
+)
+
+
+def _fmt_time(value: Any) -> str:
+    if not value:
+        return "–"
+    try:
+        return datetime.fromisoformat(str(value)).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return str(value)
+
+
+def _fmt_size(num: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if num < 1024 or unit == "GB":
+            return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
+        num /= 1024  # type: ignore[assignment]
+    return str(num)
+
+
+def stage_summary(reader: Any) -> str:
+    parts = []
+    if reader.has("vae"):
+        parts.append(
+            "vae"
+            + (
+                ""
+                if json_attr(reader.attrs("vae").get("summary")).get("status") == "complete"
+                else " (partial)"
+            )
+        )
+    if reader.has("vocoder"):
+        attrs = reader.attrs("vocoder")
+        parts.append(f"vocoder ({attrs.get('status', '?')}, {attrs.get('epochs', '?')} epochs)")
+    if reader.has("vocoder_checkpoint"):
+        parts.append("vocoder checkpoint")
+    return ", ".join(parts) or "empty"
+
+
+@click.command("list")
+@models_dir_option
+def model_list(models_dir: Path | None) -> None:
+    """Models in the models folder: name, stages, size, dates."""
+    from rich.table import Table
+
+    from distillgan.errors import ModelFileError
+    from distillgan.modelfile import default_models_dir, list_models, open_model
+
+    console = console_for()
+    folder = default_models_dir(models_dir)
+    paths = list_models(folder)
+    if not paths:
+        console.print(f"No models in {folder} yet. Create one: distillgan train vae ./my_sounds --name NAME")
+        return
+    table = Table(title=f"Models in {folder}")
+    for col in ("name", "stages", "size", "created", "updated"):
+        table.add_column(col)
+    for path in paths:
+        try:
+            reader = open_model(path)
+            table.add_row(
+                path.stem,
+                stage_summary(reader),
+                _fmt_size(reader.size_bytes()),
+                _fmt_time(reader.root_attrs.get("created")),
+                _fmt_time(reader.root_attrs.get("updated")),
+            )
+        except ModelFileError as exc:
+            table.add_row(
+                path.stem, f"[red]unreadable: {exc}[/red]", _fmt_size(path.stat().st_size), "–", "–"
+            )
+    console.print(table)
+
+
+@click.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the information as JSON.")
+@models_dir_option
+def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
+    """Corpus summary, VAE config and training summary, vocoder status."""
+    from distillgan.modelfile import open_model, resolve_model
+
+    path = resolve_model(name, models_dir)
+    reader = open_model(path)
+    info: dict[str, Any] = {
+        "name": path.stem,
+        "path": str(path),
+        "size_bytes": reader.size_bytes(),
+        "created": reader.root_attrs.get("created"),
+        "updated": reader.root_attrs.get("updated"),
+        "app_version": reader.root_attrs.get("app_version"),
+        "stages": stage_summary(reader),
+    }
+    if reader.has("dataset"):
+        manifest = json_attr(reader.attrs("dataset").get("manifest"))
+        files = manifest.get("files", [])
+        info["corpus"] = {
+            "root": manifest.get("root"),
+            "files": len(files),
+            "duration_s": round(sum(float(f.get("duration_s", 0)) for f in files), 2),
+        }
+    if reader.has("vae"):
+        attrs = reader.attrs("vae")
+        info["vae"] = {"config": json_attr(attrs.get("config")), "summary": json_attr(attrs.get("summary"))}
+    if reader.has("vocoder"):
+        info["vocoder"] = {
+            k: (json_attr(v) if isinstance(v, str) and v.startswith("{") else v)
+            for k, v in reader.attrs("vocoder").items()
+        }
+    if reader.has("vocoder_checkpoint"):
+        info["vocoder_checkpoint"] = True
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    console = console_for()
+    console.print(f"[bold]{info['name']}[/bold]  {info['path']}  ({_fmt_size(info['size_bytes'])})")
+    console.print(
+        f"stages: {info['stages']}   created {_fmt_time(info['created'])}, updated {_fmt_time(info['updated'])}"
+    )
+    if "corpus" in info:
+        c = info["corpus"]
+        console.print(f"corpus: {c['files']} files, {c['duration_s']:.1f} s, from {c['root']}")
+    if "vae" in info:
+        s, m = info["vae"]["summary"], info["vae"]["config"].get("model", {})
+        console.print(
+            f"vae: {s.get('status', '?')}, {s.get('epochs_completed', '?')}/{s.get('total_epochs', '?')} epochs, "
+            f"{s.get('steps', '?')} steps, val recon {s.get('val_recon_first')} → {s.get('val_recon_last')} "
+            f"(latent {m.get('latent_dim')}, channels {m.get('channels')})"
+        )
+    if "vocoder" in info:
+        v = info["vocoder"]
+        console.print(
+            f"vocoder: {v.get('type', '?')} {v.get('status', '?')}, {v.get('epochs', '?')} epochs, "
+            f"{v.get('steps', '?')} steps, held-out mel error best {v.get('val_mel_l1_best')} last {v.get('val_mel_l1_last')}"
+        )
+    else:
+        console.print("vocoder: none yet (train one: distillgan train vocoder " + info["name"] + ")")

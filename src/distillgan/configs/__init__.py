@@ -1,0 +1,1 @@
+"""Built-in YAML training recipes (package data)."""

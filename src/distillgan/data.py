@@ -1,0 +1,120 @@
+"""Batches of random crops from an in-memory corpus, resumable mid-epoch.
+
+Both stages train on random crops of whole-corpus tensors (mel frames for the VAE, audio
+samples for the vocoder). The crops of batch ``k`` depend only on ``(seed, rank, k)``, and
+the loader reports how far it got through Lightning's ``state_dict`` protocol, so a run
+cancelled mid-epoch resumes with exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+
+def hold_out(
+    sequences: Sequence[torch.Tensor], clip_len: int, count: int, min_remaining: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Cut ``count`` clips of ``clip_len`` (last axis) off the ends of the longest sequences.
+
+    Returns the training sequences (with the clips removed) and the held-out clips. A file
+    only gives up a clip while at least ``min_remaining`` remains for training, so a tiny
+    corpus keeps something to train on; if no file is long enough, the clip is taken from
+    the longest file *without* removing it (held-out then overlaps training: honest but
+    optimistic figures on a corpus that small).
+    """
+    train = list(sequences)
+    clips: list[torch.Tensor] = []
+    for _ in range(count):
+        longest = max(range(len(train)), key=lambda i: train[i].shape[-1])
+        seq = train[longest]
+        if seq.shape[-1] - clip_len >= min_remaining:
+            clips.append(seq[..., -clip_len:].clone())
+            train[longest] = seq[..., :-clip_len]
+        elif not clips:
+            clips.append(_fit_length(seq, clip_len))
+            break
+        else:
+            break
+    return train, clips
+
+
+def _fit_length(seq: torch.Tensor, length: int, fill: float = 0.0) -> torch.Tensor:
+    if seq.shape[-1] >= length:
+        return seq[..., -length:].clone()
+    pad = torch.full((*seq.shape[:-1], length - seq.shape[-1]), fill, dtype=seq.dtype)
+    return torch.cat([seq, pad], dim=-1)
+
+
+class RandomCropLoader:
+    """An iterable of ``batches_per_epoch`` batches of random crops, with resumable state.
+
+    Sequences are concatenated into one buffer (moved to ``device`` by :meth:`to`); each
+    batch picks files with probability proportional to their length and a uniform offset
+    inside each, from a generator seeded by the batch's global index.
+    """
+
+    def __init__(
+        self,
+        sequences: Sequence[torch.Tensor],
+        crop_len: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        fill: float = 0.0,
+        batches_per_epoch: int | None = None,
+    ) -> None:
+        padded = [_fit_length(s, crop_len, fill) if s.shape[-1] < crop_len else s for s in sequences]
+        if not padded:
+            raise ValueError("RandomCropLoader needs at least one sequence")
+        self.crop_len = crop_len
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        lengths = torch.tensor([s.shape[-1] for s in padded], dtype=torch.long)
+        self._starts = torch.cumsum(lengths, 0) - lengths
+        self._spans = lengths - crop_len + 1
+        self._weights = lengths.double()
+        self.buffer = torch.cat(list(padded), dim=-1)
+        total = int(lengths.sum())
+        # an epoch sees about the corpus's total length once, and is never empty
+        self.batches_per_epoch = batches_per_epoch or max(1, math.ceil(total / (crop_len * batch_size)))
+        self._produced = 0  # batches handed out over the whole run
+        self._resume_position = 0  # batches of the current epoch already consumed before a resume
+
+    def to(self, device: torch.device | str) -> RandomCropLoader:
+        self.buffer = self.buffer.to(device)
+        return self
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def batch(self, index: int) -> torch.Tensor:
+        """The ``index``-th batch of the run: (batch, [channels,] crop_len)."""
+        g = torch.Generator().manual_seed(hash((self.seed, self.rank, index)) & 0x7FFF_FFFF_FFFF)
+        files = torch.multinomial(self._weights, self.batch_size, replacement=True, generator=g)
+        offsets = (torch.rand(self.batch_size, generator=g, dtype=torch.float64) * self._spans[files]).long()
+        positions = (self._starts[files] + offsets)[:, None] + torch.arange(self.crop_len)
+        positions = positions.to(self.buffer.device, non_blocking=True)
+        if self.buffer.dim() == 1:
+            return self.buffer[positions]
+        # (channels, total) -> (batch, channels, crop_len)
+        return self.buffer[:, positions].permute(1, 0, 2).contiguous()
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        start, self._resume_position = self._resume_position, 0
+        for _ in range(start, self.batches_per_epoch):
+            index = self._produced
+            self._produced += 1
+            yield self.batch(index)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"produced": self._produced, "batches_per_epoch": self.batches_per_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._produced = int(state["produced"])
+        self._resume_position = self._produced % self.batches_per_epoch

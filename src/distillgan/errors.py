@@ -1,0 +1,29 @@
+"""User-facing errors: each carries one clear line that the CLI and UI show as-is."""
+
+
+class DistillganError(Exception):
+    """A mistake or condition the user can act on; never shown with a traceback."""
+
+
+class CorpusError(DistillganError):
+    """The audio corpus is empty, unreadable or no longer matches the model."""
+
+
+class ModelFileError(DistillganError):
+    """A .distillgan file is missing, broken, hostile, too new or lacks a stage."""
+
+
+class ModelLockedError(ModelFileError):
+    """Another process holds the model's writer lock."""
+
+
+class ConfigError(DistillganError):
+    """A training recipe or stored config has a wrong key, type or value."""
+
+
+class TrainingError(DistillganError):
+    """Training stopped for a reason the user must know (e.g. repeated non-finite losses)."""
+
+
+class VocoderUnavailableError(DistillganError):
+    """The requested vocoder cannot be used (not trained, not downloadable)."""

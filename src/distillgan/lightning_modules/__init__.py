@@ -1,0 +1,6 @@
+"""LightningModules and DataModules of distillgan: one recipe per module."""
+
+from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderDataModule
+from distillgan.lightning_modules.vae import VAEDataModule, VAEModule
+
+__all__ = ["HiFiGANModule", "VAEDataModule", "VAEModule", "VocoderDataModule"]

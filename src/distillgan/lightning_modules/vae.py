@@ -1,0 +1,143 @@
+"""The VAE stage: a mel-spectrogram VAE trained on random mel chunks of the corpus."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from distillgan import config as cfg_lib
+from distillgan.config import VAEConfig
+from distillgan.data import RandomCropLoader, hold_out
+from distillgan.mel import LOG_CLAMP, log_mel_spectrogram
+from distillgan.modelfile import Section
+from distillgan.networks.vae import MelVAE, kl_divergence
+
+MEL_FLOOR = float(torch.log(torch.tensor(LOG_CLAMP)))
+
+
+class VAEDataModule(L.LightningDataModule):
+    """Mel chunks of an in-memory corpus with a per-file held-out tail for validation.
+
+    ``audio`` is a list of mono 44.1 kHz float32 arrays or tensors (``Corpus.arrays()``).
+    Holding out the *end* of the longest files (rather than whole files) gives a
+    validation set even for a 5-file corpus.
+    """
+
+    def __init__(self, audio: Sequence[Any], cfg: VAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.mels = [log_mel_spectrogram(torch.as_tensor(a, dtype=torch.float32)) for a in audio]
+        chunk = cfg.train.chunk_frames
+        total_chunks = sum(m.shape[-1] for m in self.mels) / chunk
+        count = max(1, round(cfg.train.validation_fraction * total_chunks))
+        self.train_mels, self.val_chunks = hold_out(self.mels, chunk, count, min_remaining=chunk)
+        self.train_loader: RandomCropLoader | None = None
+
+    def mel_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = torch.cat(self.train_mels, dim=-1)
+        return frames.mean(dim=-1), frames.std(dim=-1)
+
+    def setup(self, stage: str) -> None:
+        if self.train_loader is None:
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            self.train_loader = RandomCropLoader(
+                self.train_mels,
+                self.cfg.train.chunk_frames,
+                self.cfg.train.batch_size,
+                seed=self.cfg.train.seed,
+                rank=rank,
+                fill=MEL_FLOOR,
+            )
+
+    def train_dataloader(self) -> RandomCropLoader:
+        assert self.train_loader is not None
+        return self.train_loader
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.stack(self.val_chunks)), batch_size=self.cfg.train.batch_size)
+
+
+class VAEModule(L.LightningModule):
+    """Recipe: reconstruction MSE (normalized mel) + KL with linear warm-up; Adam."""
+
+    def __init__(self, cfg: VAEConfig, *, total_epochs: int = 1) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.total_epochs = total_epochs
+        self.vae = MelVAE(cfg.model)
+        self.save_hyperparameters({"config": cfg_lib.to_dict(cfg), "total_epochs": total_epochs})
+        self.val_history: list[float] = []
+
+    def kl_weight(self) -> float:
+        warmup = self.cfg.train.kl_warmup_steps
+        ramp = 1.0 if warmup == 0 else min(1.0, self.global_step / warmup)
+        return self.cfg.train.kl_weight * ramp
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        recon, mu, logvar = self.vae(batch)
+        recon_loss = self.vae.normalized_error(recon.float(), batch)
+        kl = kl_divergence(mu.float(), logvar.float())
+        loss = recon_loss + self.kl_weight() * kl
+        self.log_dict({"train/loss": loss, "train/recon": recon_loss, "train/kl": kl}, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
+        (mel,) = batch
+        mu, logvar = self.vae.encode(mel)
+        recon = self.vae.decode(mu)
+        recon_loss = self.vae.normalized_error(recon.float(), mel)
+        kl = kl_divergence(mu.float(), logvar.float())
+        # full KL weight: validation loss stays comparable across the warm-up
+        self.log_dict(
+            {"val/recon": recon_loss, "val/loss": recon_loss + self.cfg.train.kl_weight * kl},
+            prog_bar=True,
+            sync_dist=True,
+        )
+        if batch_idx == 0 and self.logger is not None and hasattr(self.logger, "experiment"):
+            self._log_mel_image(mel[0], recon[0])
+
+    def on_validation_epoch_end(self) -> None:
+        value = self.trainer.callback_metrics.get("val/recon")
+        if value is not None and not self.trainer.sanity_checking:
+            self.val_history.append(float(value))
+
+    def _log_mel_image(self, target: torch.Tensor, recon: torch.Tensor) -> None:
+        experiment = self.logger.experiment  # type: ignore[union-attr]
+        if not hasattr(experiment, "add_image"):
+            return
+        pair = torch.cat([target, recon], dim=0).float().flip(0)
+        image = (pair - pair.min()) / (pair.max() - pair.min() + 1e-6)
+        experiment.add_image("mel/target_top_recon_bottom", image[None], self.global_step)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.vae.parameters(), lr=self.cfg.train.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["val_history"] = list(self.val_history)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_history = list(checkpoint.get("val_history", []))
+
+    def model_file_sections(self, progress: dict[str, Any]) -> dict[str, Section]:
+        """The inference part of this stage as it goes into the model file.
+
+        ``progress`` comes from :class:`~distillgan.callbacks.ModelFileCheckpoint` (status,
+        epoch, epochs_completed, total_epochs, steps).
+        """
+        summary = {
+            **progress,
+            "val_recon_first": self.val_history[0] if self.val_history else None,
+            "val_recon_last": self.val_history[-1] if self.val_history else None,
+            "val_recon_best": min(self.val_history) if self.val_history else None,
+        }
+        weights = {f"weights/{k}": v.detach().float().cpu() for k, v in self.vae.state_dict().items()}
+        return {
+            "vae": Section(
+                attrs={"config": cfg_lib.to_json(self.cfg), "summary": json.dumps(summary)}, tensors=weights
+            )
+        }

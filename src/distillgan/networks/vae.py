@@ -1,0 +1,152 @@
+"""Mel-spectrogram VAE: 1-D convolutions over time with mel bins as channels.
+
+Fully convolutional, so it encodes and decodes mels of any length that is a multiple of
+``2 ** len(channels)`` frames. Mels are normalized per bin with corpus statistics that
+travel with the weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from distillgan.config import VAEModelConfig
+from distillgan.mel import N_MELS
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, down: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_ch, out_ch, kernel_size, stride=2 if down else 1, padding=kernel_size // 2)
+        self.norm = nn.GroupNorm(1, out_ch)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class UpBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int) -> None:
+        super().__init__()
+        # nearest upsampling + conv avoids the checkerboard artefacts of transposed convs
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = nn.Conv1d(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
+        self.norm = nn.GroupNorm(1, out_ch)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(self.up(x))))
+
+
+class MelVAE(nn.Module):
+    def __init__(self, cfg: VAEModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        k = cfg.kernel_size
+        chans = [N_MELS, *cfg.channels]
+        self.encoder = nn.Sequential(
+            *[ConvBlock(chans[i], chans[i + 1], k, down=True) for i in range(len(cfg.channels))]
+        )
+        self.to_stats = nn.Conv1d(chans[-1], 2 * cfg.latent_dim, 1)
+        self.from_latent = nn.Conv1d(cfg.latent_dim, chans[-1], 1)
+        rev = list(reversed(chans[1:]))
+        self.decoder = nn.Sequential(
+            *[UpBlock(rev[i], rev[min(i + 1, len(rev) - 1)], k) for i in range(len(rev))]
+        )
+        self.to_mel = nn.Conv1d(rev[-1], N_MELS, k, padding=k // 2)
+        # per-bin normalization of log-mels, fitted on the corpus before training
+        self.register_buffer("mel_mean", torch.zeros(N_MELS, 1))
+        self.register_buffer("mel_std", torch.ones(N_MELS, 1))
+
+    @property
+    def time_reduction(self) -> int:
+        return self.cfg.time_reduction
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mel_mean.copy_(mean.reshape(N_MELS, 1))
+        self.mel_std.copy_(std.reshape(N_MELS, 1).clamp(min=1e-3))
+
+    def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel (B, 128, T) -> latent mean and log-variance (B, latent, T / reduction)."""
+        h = self.encoder((mel - self.mel_mean) / self.mel_std)
+        mu, logvar = self.to_stats(h).chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent (B, latent, L) -> log-mel (B, 128, L * reduction)."""
+        normalized = self.to_mel(self.decoder(self.from_latent(z)))
+        return normalized * self.mel_std + self.mel_mean
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(mel)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.decode(z), mu, logvar
+
+    def normalized_error(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean squared error in normalized-mel units (what the recon loss optimizes)."""
+        return (((prediction - target) / self.mel_std) ** 2).mean()
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)), averaged over latent elements."""
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).mean()
+
+
+def latent_trajectory(
+    latent_dim: int, length: int, *, seed: int, anchor_every: int = 8, temperature: float = 1.0
+) -> torch.Tensor:
+    """A smooth seeded walk through the prior: (latent_dim, length).
+
+    Gaussian anchors every ``anchor_every`` latent steps joined by spherical-style
+    interpolation (cos/sin weights), which keeps the prior's unit variance between
+    anchors instead of shrinking towards zero as linear interpolation would.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n_anchors = math.ceil(length / anchor_every) + 1
+    anchors = torch.randn(n_anchors, latent_dim, generator=generator) * temperature
+    position = torch.arange(length, dtype=torch.float32) / anchor_every
+    index = position.floor().long()
+    frac = (position - index)[:, None]
+    weight_a = torch.cos(frac * math.pi / 2)
+    weight_b = torch.sin(frac * math.pi / 2)
+    z = weight_a * anchors[index] + weight_b * anchors[index + 1]
+    return z.T.contiguous()
+
+
+@torch.no_grad()
+def decode_trajectory(vae: MelVAE, z: torch.Tensor, *, chunk: int = 64, overlap: int = 8) -> torch.Tensor:
+    """Decode a latent trajectory (latent, L) of any length in bounded memory.
+
+    Chunks of ``chunk`` latent steps overlap by ``overlap`` steps and are joined with an
+    equal-power crossfade in the mel domain, so there are no seams between chunks.
+    Returns a log-mel (128, L * reduction).
+    """
+    length = z.shape[-1]
+    r = vae.time_reduction
+    if length <= chunk:
+        return vae.decode(z[None])[0]
+    hop = chunk - overlap
+    out = torch.zeros(N_MELS, length * r, device=z.device)
+    weight = torch.zeros(1, length * r, device=z.device)
+    fade = torch.ones(chunk * r, device=z.device)
+    ramp = torch.sin(torch.linspace(0, math.pi / 2, overlap * r, device=z.device)) ** 2
+    fade[: overlap * r] = ramp
+    fade[-overlap * r :] = ramp.flip(0)
+    start = 0
+    while True:
+        stop = min(start + chunk, length)
+        begin = max(0, stop - chunk)
+        piece = vae.decode(z[None, :, begin:stop])[0]
+        w = fade[: piece.shape[-1]].clone()
+        if begin == 0:
+            w[: overlap * r] = 1.0
+        if stop == length:
+            w[-overlap * r :] = 1.0
+        out[:, begin * r : stop * r] += piece * w
+        weight[:, begin * r : stop * r] += w
+        if stop == length:
+            break
+        start += hop
+    return out / weight.clamp(min=1e-6)

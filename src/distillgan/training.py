@@ -1,0 +1,288 @@
+"""Build and run a Lightning Trainer for each stage. The CLI and the UI call only this.
+
+Nothing here trains: it wires the LightningModules, DataModules and callbacks together,
+picks adaptive defaults, and reports the outcome as a :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from distillgan.audio import Corpus, build_manifest
+from distillgan.config import VAEConfig
+from distillgan.modelfile import ModelLock, Section
+from distillgan.progress import CancelToken, ProgressListener
+
+VAE_TARGET_STEPS = 2000
+VOCODER_TARGET_STEPS = 20_000
+
+
+@dataclass
+class TrainerOptions:
+    """Lightning's own values, passed straight to the Trainer."""
+
+    accelerator: str = "auto"
+    precision: str | None = None
+    devices: str | int = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+
+
+@dataclass
+class RunResult:
+    status: str  # "complete" | "partial" (stopped early: cancel or a reported error)
+    cancelled: bool
+    epoch: int  # epoch (from 1) the saved state belongs to
+    epochs_completed: int
+    total_epochs: int
+    steps: int
+    model_path: Path
+    log_dir: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def run_dir(model_path: Path) -> Path:
+    """Per-model folder for TensorBoard logs and previews: ``<models dir>/runs/<name>/``."""
+    return model_path.parent / "runs" / model_path.stem
+
+
+def quiet_lightning() -> None:
+    """Lightning's info banners would garble the Rich display; our callbacks report instead."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LitLogger.*")
+    warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
+    os.environ.setdefault("PL_DISABLE_TIPS", "1")
+
+
+def vae_epochs_for(steps_per_epoch: int) -> int:
+    """About VAE_TARGET_STEPS steps in all, within 10..1000 epochs."""
+    return max(10, min(1000, math.ceil(VAE_TARGET_STEPS / max(1, steps_per_epoch))))
+
+
+def vocoder_epochs_for(steps_per_epoch: int, warmup_steps: int = 0) -> int:
+    """About VOCODER_TARGET_STEPS adversarial steps after the warm-up, within 5..5000 epochs."""
+    target = warmup_steps + VOCODER_TARGET_STEPS
+    return max(5, min(5000, math.ceil(target / max(1, steps_per_epoch))))
+
+
+def steps_per_epoch(lengths: list[int], crop: int, batch_size: int) -> int:
+    """Batches in an epoch that sees about the whole (training) corpus once; never zero."""
+    return max(1, math.ceil(sum(lengths) / (crop * batch_size)))
+
+
+def load_model_corpus(
+    manifest: dict[str, Any],
+    *,
+    audio_dir: Path | None = None,
+    accept_changes: bool = False,
+    on_skip: Any = None,
+) -> Corpus:
+    """The corpus a model was trained on, found again through its manifest.
+
+    Missing or changed files are named; training refuses such a corpus unless
+    ``accept_changes``, and then uses the files that are there as they are now.
+    """
+    from distillgan.audio import check_manifest, load_corpus
+    from distillgan.errors import CorpusError
+
+    check = check_manifest(manifest, audio_dir)
+    if not check.root_found:
+        raise CorpusError(f"{check.describe()}: point to it with --audio-dir DIR")
+    if not check.ok and not accept_changes:
+        raise CorpusError(
+            f"the corpus no longer matches the model: {check.describe()}; "
+            "use --audio-dir if it moved, or --accept-corpus-changes to train on what is there"
+        )
+    present = [f["path"] for f in manifest["files"] if f["path"] not in set(check.missing)]
+    if not present:
+        raise CorpusError(f"none of the model's {check.total} corpus files are under {check.root}")
+    return load_corpus(check.root, paths=present, on_skip=on_skip)
+
+
+def _strategy(strategy: str) -> str:
+    # the GAN steps touch generator and discriminators in separate backward passes
+    return "ddp_find_unused_parameters_true" if strategy == "ddp" else strategy
+
+
+def _trainer(
+    *,
+    model_path: Path,
+    stage: str,
+    max_epochs: int,
+    options: TrainerOptions,
+    callbacks: list[Any],
+    precision: str,
+    val_every: int,
+    steps_per_epoch: int,
+) -> Any:
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    quiet_lightning()
+    logger = TensorBoardLogger(
+        save_dir=str(run_dir(model_path)),
+        name="tensorboard",
+        version=f"{stage}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
+        default_hp_metric=False,
+    )
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=options.accelerator,
+        devices=options.devices,
+        num_nodes=options.num_nodes,
+        strategy=options.strategy,
+        precision=options.precision or precision,  # type: ignore[arg-type]
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=True,  # our ModelFileCheckpoint replaces the default ModelCheckpoint
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=val_every,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+    )
+
+
+def _result(trainer: Any, checkpoint: Any, cancel: CancelToken, model_path: Path) -> RunResult:
+    saved = checkpoint.last_saved or {}
+    metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1
+    }
+    return RunResult(
+        status=saved.get("status", "partial"),
+        cancelled=cancel.cancelled,
+        epoch=saved.get("epoch", 0),
+        epochs_completed=saved.get("epochs_completed", 0),
+        total_epochs=saved.get("total_epochs", 0),
+        steps=saved.get("steps", 0),
+        model_path=model_path,
+        log_dir=trainer.logger.log_dir if trainer.logger is not None else None,
+        metrics=metrics,
+    )
+
+
+def train_vae(
+    corpus: Corpus,
+    model_path: Path,
+    cfg: VAEConfig,
+    *,
+    lock: ModelLock | None,
+    listener: ProgressListener | None = None,
+    cancel: CancelToken | None = None,
+    options: TrainerOptions | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Train (or resume) the VAE stage of ``model_path`` on ``corpus``."""
+    import lightning as L
+
+    from distillgan.callbacks import CancelOnRequest, ModelFileCheckpoint, ProgressReporter
+    from distillgan.lightning_modules.vae import VAEDataModule, VAEModule
+
+    options = options or TrainerOptions(accelerator=cfg.train.accelerator)
+    cancel = cancel or CancelToken()
+    L.seed_everything(cfg.train.seed, verbose=False)
+    datamodule = VAEDataModule([f.audio for f in corpus.files], cfg)
+    per_epoch = steps_per_epoch(
+        [m.shape[-1] for m in datamodule.train_mels], cfg.train.chunk_frames, cfg.train.batch_size
+    )
+    epochs = cfg.train.epochs or vae_epochs_for(per_epoch)
+    module = VAEModule(cfg, total_epochs=epochs)
+    module.vae.set_normalization(*datamodule.mel_statistics())
+    val_every = max(1, epochs // 50)
+    dataset = Section(attrs={"manifest": build_manifest(corpus)})
+    checkpoint = ModelFileCheckpoint(
+        model_path,
+        "vae",
+        every_n_epochs=max(val_every, epochs // 10),
+        lock=lock,
+        owner="distillgan train vae",
+        extra_sections={} if resume else {"dataset": dataset},
+        listener=listener,
+    )
+    callbacks: list[Any] = [CancelOnRequest(cancel), checkpoint]
+    if listener is not None:
+        callbacks.append(ProgressReporter(listener, "vae"))
+    trainer = _trainer(
+        model_path=model_path,
+        stage="vae",
+        max_epochs=epochs,
+        options=options,
+        callbacks=callbacks,
+        precision=cfg.train.precision,
+        val_every=val_every,
+        steps_per_epoch=per_epoch,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(model_path) if resume else None)
+    return _result(trainer, checkpoint, cancel, model_path)
+
+
+def train_vocoder(
+    corpus: Corpus,
+    model_path: Path,
+    cfg: Any,
+    *,
+    lock: ModelLock | None,
+    listener: ProgressListener | None = None,
+    cancel: CancelToken | None = None,
+    options: TrainerOptions | None = None,
+    resume: bool = False,
+    epochs: int | None = None,
+) -> RunResult:
+    """Train (or resume) the per-model HiFi-GAN vocoder of ``model_path`` on ``corpus``.
+
+    ``cfg`` is a :class:`~distillgan.lightning_modules.hifigan.VocoderConfig`; on resume it
+    must be the run's stored config. ``epochs`` overrides the total (e.g. to extend a run).
+    """
+    import lightning as L
+
+    from distillgan.callbacks import AudioPreviews, CancelOnRequest, ModelFileCheckpoint, ProgressReporter
+    from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderDataModule
+
+    t = cfg.train
+    options = options or TrainerOptions(accelerator=t.accelerator)
+    cancel = cancel or CancelToken()
+    L.seed_everything(t.seed, verbose=False)
+    datamodule = VocoderDataModule([f.audio for f in corpus.files], t)
+    per_epoch = steps_per_epoch(
+        [a.shape[-1] for a in datamodule.train_audio], t.segment_samples, t.batch_size
+    )
+    total_epochs = epochs or t.epochs or vocoder_epochs_for(per_epoch, t.warmup_steps)
+    module = HiFiGANModule(cfg, total_epochs=total_epochs)
+    checkpoint = ModelFileCheckpoint(
+        model_path,
+        "vocoder",
+        every_n_epochs=t.checkpoint_interval,
+        keep_checkpoint=t.keep_checkpoint,
+        lock=lock,
+        owner="distillgan train vocoder",
+        listener=listener,
+    )
+    callbacks: list[Any] = [
+        CancelOnRequest(cancel),
+        AudioPreviews(run_dir(model_path) / "previews", every_n_epochs=t.preview_interval, listener=listener),
+        checkpoint,
+    ]
+    if listener is not None:
+        callbacks.append(ProgressReporter(listener, "vocoder"))
+    options = TrainerOptions(**{**options.__dict__, "strategy": _strategy(options.strategy)})
+    trainer = _trainer(
+        model_path=model_path,
+        stage="vocoder",
+        max_epochs=total_epochs,
+        options=options,
+        callbacks=callbacks,
+        precision=t.precision,
+        val_every=1,
+        steps_per_epoch=per_epoch,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(model_path) if resume else None)
+    return _result(trainer, checkpoint, cancel, model_path)

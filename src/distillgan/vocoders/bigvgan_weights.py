@@ -1,0 +1,282 @@
+"""Finding, downloading and loading NVIDIA's BigVGAN-v2 weights (``44khz_128band_512x``).
+
+Only ``config.json`` and ``bigvgan_generator.pt`` are ever fetched (about 490 MB together);
+the repository's 1+ GB discriminator/optimizer file is never touched. The files come from a
+folder the user names, else from the standard Hugging Face cache, downloading them there once.
+Hub settings (``HF_HUB_OFFLINE``, ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``) are read on
+every call rather than at import, so a long-running UI and the tests can change them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.utils import tqdm as hub_tqdm
+
+from distillgan.errors import ConfigError, VocoderUnavailableError
+from distillgan.mel import HOP_LENGTH, N_MELS, SAMPLE_RATE
+from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
+
+REPO_ID = "nvidia/bigvgan_v2_44khz_128band_512x"
+REPO_URL = f"https://huggingface.co/{REPO_ID}"
+FILES = ("config.json", "bigvgan_generator.pt")
+LOCAL_DIR_ENV = "DISTILLGAN_BIGVGAN_DIR"
+
+# One HEAD request decides whether the hub answers at all. Without it huggingface_hub retries
+# an unreachable host with back-off for ~25 s before giving up.
+PROBE_TIMEOUT_S = 5.0
+
+ProgressCallback = Callable[[str, int, int], None]
+"""``progress(filename, done_bytes, total_bytes)``; ``total_bytes`` is 0 while unknown.
+
+Called at the start and after each downloaded chunk (10 MB), possibly from a downloader thread.
+"""
+
+_MANUAL_HINT = (
+    f"or download config.json and bigvgan_generator.pt from {REPO_URL} into a folder "
+    f"and pass --bigvgan-dir DIR (or set {LOCAL_DIR_ENV})"
+)
+
+
+def locate_bigvgan_files(
+    local_dir: str | Path | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    allow_download: bool = True,
+) -> tuple[Path, Path]:
+    """Paths of ``(config.json, bigvgan_generator.pt)``, downloading them once if needed.
+
+    ``local_dir`` (else ``$DISTILLGAN_BIGVGAN_DIR``) wins and is used as is, without the hub.
+    Otherwise the hub cache is tried without network, then the files are downloaded, reporting
+    bytes to ``progress``. Raises :class:`VocoderUnavailableError` with one actionable line.
+    """
+    if local_dir is not None:
+        return _files_in_folder(Path(local_dir).expanduser(), source="")
+    env_dir = os.environ.get(LOCAL_DIR_ENV, "").strip()
+    if env_dir:
+        return _files_in_folder(Path(env_dir).expanduser(), source=f" (from {LOCAL_DIR_ENV})")
+
+    cached = _cached_files()
+    if cached is not None:
+        return cached
+    if not allow_download:
+        raise VocoderUnavailableError(
+            "BigVGAN-v2 weights are not downloaded yet: they are fetched once (~490 MB) when first needed, "
+            f"{_MANUAL_HINT}"
+        )
+    if _hub_offline():
+        raise VocoderUnavailableError(
+            "BigVGAN-v2 weights are not cached and HF_HUB_OFFLINE is set: unset it and connect once "
+            f"to download them (~490 MB), {_MANUAL_HINT}"
+        )
+    _probe_hub()
+    return _download(progress)
+
+
+def _files_in_folder(folder: Path, source: str) -> tuple[Path, Path]:
+    if not folder.is_dir():
+        raise VocoderUnavailableError(
+            f"BigVGAN-v2 folder {folder}{source} does not exist: it must hold config.json and "
+            f"bigvgan_generator.pt from {REPO_URL}"
+        )
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        raise VocoderUnavailableError(
+            f"BigVGAN-v2 folder {folder}{source} lacks {' and '.join(missing)}: download "
+            f"{' and '.join(missing)} from {REPO_URL} into it"
+        )
+    config_path, weights_path = (folder / name for name in FILES)
+    return config_path, weights_path
+
+
+def _hub_offline() -> bool:
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return hub_constants.HF_HUB_OFFLINE or flag.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _hub_cache_dir() -> str:
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return hub_constants.HF_HUB_CACHE
+
+
+def _hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or hub_constants.ENDPOINT).rstrip("/")
+
+
+def _cached_files() -> tuple[Path, Path] | None:
+    """Both files from the hub cache without any network access, or None if one is missing."""
+    paths = []
+    for filename in FILES:
+        try:
+            paths.append(
+                Path(hf_hub_download(REPO_ID, filename, cache_dir=_hub_cache_dir(), local_files_only=True))
+            )
+        except LocalEntryNotFoundError:
+            return None
+    return paths[0], paths[1]
+
+
+def _probe_hub() -> None:
+    """Fail within seconds, with the manual route spelled out, when the hub cannot be reached."""
+    url = hf_hub_url(REPO_ID, FILES[0], endpoint=_hub_endpoint())
+    try:
+        get_hf_file_metadata(url, timeout=PROBE_TIMEOUT_S)
+    except HfHubHTTPError as error:
+        raise VocoderUnavailableError(
+            f"the Hugging Face hub refused {url} ({_first_line(error)}): try again later, {_MANUAL_HINT}"
+        ) from error
+    except Exception as error:
+        # The connection-layer exception types differ between huggingface_hub versions (requests,
+        # httpx, httpx2), so anything that is not an HTTP answer means "no route to the hub".
+        raise VocoderUnavailableError(
+            "BigVGAN-v2 weights are not cached and the Hugging Face hub is unreachable: connect once "
+            f"to download them (~490 MB), {_MANUAL_HINT}"
+        ) from error
+
+
+def _download(progress: ProgressCallback | None) -> tuple[Path, Path]:
+    paths = []
+    for filename in FILES:
+        bar_class = _progress_bar_class(filename, progress) if progress is not None else None
+        try:
+            path = hf_hub_download(
+                REPO_ID,
+                filename,
+                cache_dir=_hub_cache_dir(),
+                endpoint=_hub_endpoint(),
+                tqdm_class=bar_class,
+            )
+        except LocalEntryNotFoundError as error:
+            raise VocoderUnavailableError(
+                f"the Hugging Face hub stopped answering while fetching BigVGAN-v2 {filename}: "
+                f"run again to retry, {_MANUAL_HINT}"
+            ) from error
+        except HfHubHTTPError as error:
+            raise VocoderUnavailableError(
+                f"cannot download BigVGAN-v2 {filename} from {REPO_URL} ({_first_line(error)}), {_MANUAL_HINT}"
+            ) from error
+        except OSError as error:
+            raise VocoderUnavailableError(
+                f"cannot store BigVGAN-v2 {filename} in the Hugging Face cache {_hub_cache_dir()}: "
+                f"{_first_line(error)} (free some space or set HF_HUB_CACHE)"
+            ) from error
+        except Exception as error:
+            # A transfer that dies after huggingface_hub's own retries surfaces as a transport error.
+            raise VocoderUnavailableError(
+                f"downloading BigVGAN-v2 {filename} failed ({_first_line(error)}): run again to retry, "
+                f"{_MANUAL_HINT}"
+            ) from error
+        paths.append(Path(path))
+    return paths[0], paths[1]
+
+
+def _progress_bar_class(filename: str, progress: ProgressCallback) -> type[hub_tqdm]:
+    """A silent tqdm for ``hf_hub_download(tqdm_class=...)`` that forwards byte counts to ``progress``.
+
+    It subclasses huggingface_hub's tqdm because that is the interface its plain and Xet
+    downloaders drive. ``update_transfer`` exists so the Xet downloader uses one bar (bytes
+    written) instead of two; the network-byte count it receives is ignored.
+    """
+
+    class ProgressBar(hub_tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True  # never draw; the caller renders progress its own way
+            super().__init__(*args, **kwargs)
+            self._report()
+
+        def update(self, n: float | None = 1) -> None:
+            self.n += n or 0
+            self._report()
+
+        def update_transfer(self, n: float | None = 1) -> None:
+            pass
+
+        def set_transfer_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+            pass
+
+        def _report(self) -> None:
+            progress(filename, int(self.n), int(self.total or 0))
+
+    return ProgressBar
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+_load_lock = threading.Lock()
+
+
+def load_bigvgan(
+    local_dir: str | Path | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    progress: ProgressCallback | None = None,
+) -> BigVGAN:
+    """The BigVGAN-v2 vocoder in eval mode, weight norm folded, gradients off.
+
+    Built once per (files, device) and shared: callers must not modify it. The cache key holds
+    the resolved file paths with their mtime and size, so replaced files are picked up.
+    """
+    config_path, weights_path = locate_bigvgan_files(local_dir, progress=progress)
+    # The lock keeps two concurrent first requests from building two 490 MB models.
+    with _load_lock:
+        return _load_cached(_file_key(config_path), _file_key(weights_path), str(torch.device(device)))
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    resolved = path.resolve()  # hub snapshot entries are symlinks into blobs/
+    stat = resolved.stat()
+    return str(resolved), stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(config_key: tuple[str, int, int], weights_key: tuple[str, int, int], device: str) -> BigVGAN:
+    config_path, weights_path = Path(config_key[0]), Path(weights_key[0])
+    try:
+        cfg = BigVGANConfig.from_json(config_path)
+    except ConfigError as error:
+        raise VocoderUnavailableError(f"BigVGAN-v2 config {config_path} is unusable: {error}") from error
+    if (cfg.num_mels, cfg.sampling_rate, cfg.hop_size) != (N_MELS, SAMPLE_RATE, HOP_LENGTH):
+        raise VocoderUnavailableError(
+            f"BigVGAN config {config_path} is for {cfg.num_mels} mels at {cfg.sampling_rate} Hz, hop "
+            f"{cfg.hop_size}; distillgan needs {REPO_ID} ({N_MELS} mels, {SAMPLE_RATE} Hz, hop {HOP_LENGTH})"
+        )
+
+    try:
+        # weights_only: the file is only ever unpickled as tensors and containers, never as code.
+        checkpoint = torch.load(weights_path, map_location=device, weights_only=True)
+    except Exception as error:
+        # Truncated downloads, non-torch files and refused pickles all fail here, with varied types.
+        raise VocoderUnavailableError(
+            f"cannot read BigVGAN-v2 weights {weights_path}: {_first_line(error)}"
+        ) from error
+    state = checkpoint.get("generator") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise VocoderUnavailableError(
+            f"BigVGAN-v2 weights {weights_path} hold no 'generator' state dict: is it bigvgan_generator.pt?"
+        )
+
+    # Built on the meta device and filled by assignment: no throwaway random init, no second copy.
+    with torch.device("meta"):
+        model = BigVGAN(cfg)
+    try:
+        model.load_nvidia_state_dict(state, assign=True)
+    except (ValueError, RuntimeError) as error:
+        raise VocoderUnavailableError(
+            f"BigVGAN-v2 weights {weights_path} do not match {config_path}: {_first_line(error)}"
+        ) from error
+    return model.to(device).requires_grad_(False).eval()

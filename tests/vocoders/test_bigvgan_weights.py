@@ -1,0 +1,294 @@
+"""Locating, downloading and loading BigVGAN-v2 weights, without ever reaching the real hub.
+
+The files are made the way NVIDIA's are (config.json with training keys, and
+``torch.save({"generator": state_dict})`` of a weight-normed generator) for a tiny network.
+Downloads are served by a loopback HTTP server speaking the hub's HEAD/GET protocol.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import http.server
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from distillgan.errors import VocoderUnavailableError
+from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
+from distillgan.vocoders import bigvgan_weights
+from distillgan.vocoders.bigvgan_weights import (
+    LOCAL_DIR_ENV,
+    REPO_ID,
+    load_bigvgan,
+    locate_bigvgan_files,
+)
+
+# NVIDIA's files were written with the old weight_norm API, so the tests use it on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+
+TINY_CONFIG = {
+    "resblock": "1",
+    "num_gpus": 0,
+    "batch_size": 4,
+    "learning_rate": 0.0001,
+    "upsample_rates": [8, 8, 8],
+    "upsample_kernel_sizes": [16, 16, 16],
+    "upsample_initial_channel": 32,
+    "resblock_kernel_sizes": [3, 7],
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]],
+    "use_tanh_at_final": False,
+    "use_bias_at_final": False,
+    "activation": "snakebeta",
+    "snake_logscale": True,
+    "num_mels": 128,
+    "n_fft": 2048,
+    "hop_size": 512,
+    "win_size": 2048,
+    "sampling_rate": 44100,
+    "fmin": 0,
+    "fmax": None,
+}
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def nvidia_files(config: dict | None = None) -> dict[str, bytes]:
+    """config.json and bigvgan_generator.pt bytes, laid out as NVIDIA publishes them."""
+    config = config or TINY_CONFIG
+    model = copy.deepcopy(BigVGAN(BigVGANConfig.from_dict(config)))
+    for module in list(model.modules()):
+        if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
+            torch.nn.utils.weight_norm(module)  # old-style weight_g / weight_v keys, as in the real file
+    path = Path(os.environ["HF_HOME"]) / "generator.tmp"
+    torch.save({"generator": model.state_dict()}, path)
+    weights = path.read_bytes()
+    path.unlink()
+    return {"config.json": json.dumps(config, indent=4).encode(), "bigvgan_generator.pt": weights}
+
+
+def write_folder(folder: Path, files: dict[str, bytes]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def write_hub_cache(cache: Path, files: dict[str, bytes]) -> Path:
+    """The standard hub cache layout: blobs, a snapshot per commit, and refs/main naming it."""
+    repo = cache / f"models--{REPO_ID.replace('/', '--')}"
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for name, data in files.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return snapshot
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty, offline hub cache under tmp; returns the cache directory."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv(LOCAL_DIR_ENV, raising=False)
+    (tmp_path / "hf" / "hub").mkdir(parents=True)
+    bigvgan_weights._load_cached.cache_clear()
+    yield tmp_path / "hf" / "hub"
+    bigvgan_weights._load_cached.cache_clear()
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch, hub: Path) -> Iterator[dict[str, bytes]]:
+    """A loopback server answering the hub's HEAD/GET for our repo; the hub is no longer 'offline'."""
+    files = nvidia_files()
+    requested: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def send_metadata(self) -> bytes | None:
+            name = self.path.rsplit("/", 1)[-1]
+            requested.append(name)
+            if f"/{REPO_ID}/resolve/main/" not in self.path or name not in files:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("ETag", f'"{hashlib.sha256(files[name]).hexdigest()}"')
+            self.send_header("Content-Length", str(len(files[name])))
+            self.end_headers()
+            return files[name]
+
+        def do_HEAD(self) -> None:
+            self.send_metadata()
+
+        def do_GET(self) -> None:
+            body = self.send_metadata()
+            if body is not None:
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    yield {"requested": requested, **files}
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_loads_from_the_hub_cache_while_offline(hub: Path) -> None:
+    snapshot = write_hub_cache(hub, nvidia_files())
+    config_path, weights_path = locate_bigvgan_files()
+    assert (config_path, weights_path) == (snapshot / "config.json", snapshot / "bigvgan_generator.pt")
+    model = load_bigvgan()
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    assert "conv_pre.weight" in model.state_dict()  # weight norm folded away
+
+
+def test_output_of_a_loaded_model(hub: Path) -> None:
+    write_hub_cache(hub, nvidia_files())
+    audio = load_bigvgan().synthesize(torch.randn(2, 128, 6))
+    assert audio.shape == (2, 1, 6 * 512)
+    assert torch.isfinite(audio).all() and audio.abs().max() <= 1.0
+
+
+def test_loaded_weights_equal_the_saved_generator(hub: Path, tmp_path: Path) -> None:
+    files = nvidia_files()
+    folder = write_folder(tmp_path / "bigvgan", files)
+    state = torch.load(folder / "bigvgan_generator.pt", weights_only=True)["generator"]
+    assert "conv_pre.weight_g" in state and "resblocks.0.convs1.0.weight_v" in state
+    reference = BigVGAN(BigVGANConfig.from_dict(TINY_CONFIG))
+    reference.load_nvidia_state_dict(state)
+    mel = torch.randn(1, 128, 4)
+    assert torch.equal(load_bigvgan(folder).synthesize(mel), reference.synthesize(mel))
+
+
+def test_local_dir_argument_and_environment_variable(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_folder(tmp_path / "my weights", nvidia_files())
+    assert locate_bigvgan_files(folder) == (folder / "config.json", folder / "bigvgan_generator.pt")
+    assert load_bigvgan(str(folder)).cfg.upsample_initial_channel == 32
+    monkeypatch.setenv(LOCAL_DIR_ENV, str(folder))
+    assert locate_bigvgan_files() == (folder / "config.json", folder / "bigvgan_generator.pt")
+
+
+def test_local_dir_problems_are_one_clear_line(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(VocoderUnavailableError, match="does not exist") as missing_dir:
+        locate_bigvgan_files(tmp_path / "nowhere")
+    folder = write_folder(tmp_path / "half", {"config.json": b"{}"})
+    monkeypatch.setenv(LOCAL_DIR_ENV, str(folder))
+    with pytest.raises(VocoderUnavailableError, match=f"from {LOCAL_DIR_ENV}.*lacks bigvgan_generator.pt"):
+        locate_bigvgan_files()
+    assert "\n" not in str(missing_dir.value)
+
+
+def test_not_cached_and_offline_says_what_to_do(hub: Path) -> None:
+    with pytest.raises(VocoderUnavailableError) as error:
+        load_bigvgan()
+    message = str(error.value)
+    assert "\n" not in message
+    assert "not cached" in message and "HF_HUB_OFFLINE" in message
+    assert f"https://huggingface.co/{REPO_ID}" in message
+    assert "--bigvgan-dir" in message and LOCAL_DIR_ENV in message
+
+
+def test_not_cached_and_hub_unreachable_fails_fast(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    start = time.monotonic()
+    with pytest.raises(VocoderUnavailableError, match="hub is unreachable: connect once") as error:
+        locate_bigvgan_files()
+    assert time.monotonic() - start < 5
+    assert "--bigvgan-dir" in str(error.value)
+
+
+def test_download_disallowed_never_touches_the_network(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(VocoderUnavailableError, match="not downloaded yet"):
+        locate_bigvgan_files(allow_download=False)
+
+
+def test_download_reports_progress_then_serves_from_cache(
+    fake_hub: dict, hub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports: list[tuple[str, int, int]] = []
+    model = load_bigvgan(progress=lambda name, done, total: reports.append((name, done, total)))
+    assert model.cfg.num_mels == 128
+    assert set(fake_hub["requested"]) == {"config.json", "bigvgan_generator.pt"}
+    size = len(fake_hub["bigvgan_generator.pt"])
+    weight_reports = [r for r in reports if r[0] == "bigvgan_generator.pt"]
+    assert weight_reports[-1] == ("bigvgan_generator.pt", size, size)
+    assert [done for _, done, _ in weight_reports] == sorted(done for _, done, _ in weight_reports)
+    assert (hub / f"models--{REPO_ID.replace('/', '--')}" / "snapshots" / COMMIT / "config.json").is_file()
+
+    # Now offline: the cache answers, and the in-process cache returns the very same model.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_hub["requested"].clear()
+    assert load_bigvgan() is model
+    assert fake_hub["requested"] == []
+
+
+def test_in_process_cache_is_per_file_version_and_device(hub: Path, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "bigvgan", nvidia_files())
+    first = load_bigvgan(folder)
+    assert load_bigvgan(folder) is first
+    assert load_bigvgan(folder, device=torch.device("cpu")) is first
+    weights = folder / "bigvgan_generator.pt"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000_000))
+    assert load_bigvgan(folder) is not first
+
+
+def test_checkpoint_with_pickled_code_is_refused(hub: Path, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "evil", nvidia_files())
+    torch.save(
+        {"generator": {"conv_pre.weight": torch.zeros(1)}, "payload": HostileObject()},
+        folder / "bigvgan_generator.pt",
+    )
+    with pytest.raises(VocoderUnavailableError, match="cannot read BigVGAN-v2 weights") as error:
+        load_bigvgan(folder)
+    assert "\n" not in str(error.value)
+
+
+class HostileObject:
+    """Any non-tensor class: weights_only loading must refuse to import and build it."""
+
+
+def test_weights_not_matching_config_are_reported(hub: Path, tmp_path: Path) -> None:
+    files = nvidia_files()
+    files["config.json"] = json.dumps({**TINY_CONFIG, "resblock_kernel_sizes": [3, 5]}).encode()
+    with pytest.raises(VocoderUnavailableError, match="do not match"):
+        load_bigvgan(write_folder(tmp_path / "mixed", files))
+
+
+def test_a_bigvgan_for_another_mel_is_rejected(hub: Path, tmp_path: Path) -> None:
+    config = {**TINY_CONFIG, "num_mels": 100, "sampling_rate": 24000, "hop_size": 512}
+    files = nvidia_files(config)
+    with pytest.raises(VocoderUnavailableError, match="100 mels at 24000 Hz"):
+        load_bigvgan(write_folder(tmp_path / "24k", files))
