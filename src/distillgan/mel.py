@@ -53,7 +53,9 @@ def log_mel_spectrogram(audio: torch.Tensor) -> torch.Tensor:
         lead = audio.shape[:-1]
         x = audio.reshape(-1, audio.shape[-1]).float()
         pad = (N_FFT - HOP_LENGTH) // 2
-        x = F.pad(x.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+        # reflect needs more samples than the pad; clips under 17 ms are zero-padded instead
+        mode = "reflect" if x.shape[-1] > pad else "constant"
+        x = F.pad(x.unsqueeze(1), (pad, pad), mode=mode).squeeze(1)
         spec = torch.stft(
             x,
             N_FFT,

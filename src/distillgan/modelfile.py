@@ -138,6 +138,12 @@ def resolve_model(
     return path
 
 
+def new_model_path(name: str, models_dir: str | Path | None = None) -> Path:
+    """Where a new model called ``name`` lives: ``<models dir>/<name>.distillgan`` (a name, never a path)."""
+    _check_name(name)
+    return default_models_dir(models_dir) / f"{name}{SUFFIX}"
+
+
 def list_models(models_dir: str | Path | None = None) -> list[Path]:
     """The model files in ``models_dir`` sorted by name; temp and lock files are skipped."""
     folder = default_models_dir(models_dir)

@@ -16,7 +16,8 @@ PRECISIONS = ["32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64"]
 def console_for(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    # warnings and errors stay one line each, whatever the terminal width (logs, pipes)
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
 
 
 def models_dir_option(f: Any) -> Any:

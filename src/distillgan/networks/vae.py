@@ -16,11 +16,27 @@ from distillgan.config import VAEModelConfig
 from distillgan.mel import N_MELS
 
 
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels at each time step.
+
+    Time-local on purpose: a norm over the time axis (e.g. GroupNorm) would make each frame
+    depend on the length of the chunk it is decoded in, so chunked and whole decoding of a
+    long trajectory would disagree.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
 class ConvBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, down: bool) -> None:
         super().__init__()
         self.conv = nn.Conv1d(in_ch, out_ch, kernel_size, stride=2 if down else 1, padding=kernel_size // 2)
-        self.norm = nn.GroupNorm(1, out_ch)
+        self.norm = ChannelNorm(out_ch)
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -33,7 +49,7 @@ class UpBlock(nn.Module):
         # nearest upsampling + conv avoids the checkerboard artefacts of transposed convs
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.conv = nn.Conv1d(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
-        self.norm = nn.GroupNorm(1, out_ch)
+        self.norm = ChannelNorm(out_ch)
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,102 @@
+"""The VAE stage end to end: a tiny corpus trains into a loadable model whose validation loss fell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from distillgan.audio import load_corpus
+from distillgan.config import load_vae_config
+from distillgan.lightning_modules.vae import VAEDataModule
+from distillgan.modelfile import ModelLock, open_model
+from distillgan.networks.vae import MelVAE
+from distillgan.progress import CancelToken, ProgressEvent
+from distillgan.training import TrainerOptions, train_vae
+
+TINY = {
+    "model": {"latent_dim": 4, "channels": [32, 32], "kernel_size": 3},
+    "train": {"chunk_frames": 16, "batch_size": 4, "lr": 0.003, "kl_warmup_steps": 20, "epochs": 12},
+}
+
+
+def run(corpus_dir: Path, path: Path, **kwargs: object) -> object:
+    cfg = load_vae_config(None, TINY)
+    with ModelLock(path, owner="test") as lock:
+        return train_vae(
+            load_corpus(corpus_dir), path, cfg, lock=lock, options=TrainerOptions(accelerator="cpu"), **kwargs
+        )
+
+
+def test_five_files_train_into_a_loadable_model_whose_validation_loss_fell(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "tiny.distillgan"
+    events: list[ProgressEvent] = []
+    result = run(tiny_corpus, path, listener=events.append)
+    assert result.status == "complete" and result.epochs_completed == 12 and result.steps > 0
+
+    reader = open_model(path)
+    assert set(reader.sections()) == {"dataset", "vae"}  # resumable state dropped at the end
+    summary = json.loads(reader.attrs("vae")["summary"])
+    assert summary["status"] == "complete"
+    assert summary["val_recon_last"] < 0.8 * summary["val_recon_first"]
+
+    cfg = load_vae_config(None, json.loads(reader.attrs("vae")["config"]))
+    vae = MelVAE(cfg.model)
+    expected = {k: tuple(v.shape) for k, v in vae.state_dict().items()}
+    vae.load_state_dict(reader.tensors("vae", expected, prefix="weights"))
+    assert float(vae.mel_std.min()) > 0  # corpus statistics travelled with the weights
+
+    manifest = reader.attrs("dataset")["manifest"]
+    assert sorted(f["path"] for f in manifest["files"]) == sorted(p.name for p in tiny_corpus.iterdir())
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] in ("end", "checkpoint") and "epoch" in kinds
+
+
+def test_cancel_keeps_a_resumable_vae_and_resume_finishes_it(tiny_corpus: Path, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.distillgan"
+    token = CancelToken()
+
+    def cancel_after_some_steps(event: ProgressEvent) -> None:
+        if event.kind == "step" and event.step >= 5:
+            token.cancel()
+
+    first = run(tiny_corpus, path, listener=cancel_after_some_steps, cancel=token)
+    assert first.cancelled and first.status == "partial"
+    reader = open_model(path)
+    assert reader.has("vae_checkpoint") and reader.has("vae") and reader.has("dataset")
+    assert json.loads(reader.attrs("vae")["summary"])["status"] == "partial"
+
+    second = run(tiny_corpus, path, resume=True)
+    assert second.status == "complete" and second.epochs_completed == 12
+    assert not open_model(path).has("vae_checkpoint")
+
+
+def test_validation_split_works_for_five_short_files(tiny_corpus: Path) -> None:
+    cfg = load_vae_config(None, TINY)
+    corpus = load_corpus(tiny_corpus)
+    data = VAEDataModule([f.audio for f in corpus.files], cfg)
+    assert len(data.val_chunks) >= 1
+    assert all(c.shape == (128, 16) for c in data.val_chunks)
+    train_frames = sum(m.shape[-1] for m in data.train_mels)
+    all_frames = sum(m.shape[-1] for m in data.mels)
+    assert train_frames == all_frames - 16 * len(data.val_chunks)  # held-out frames never train
+
+
+@pytest.mark.parametrize("files", [1, 5])
+def test_an_epoch_is_never_empty(tmp_path: Path, files: int) -> None:
+    from distillgan.audio import write_audio
+    from distillgan.examples import synth_pluck
+    from distillgan.training import steps_per_epoch
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    for i in range(files):
+        write_audio(folder / f"{i}.wav", synth_pluck(0.6, seed=i), 44_100)
+    cfg = load_vae_config(None, {"train": {"batch_size": 64}})
+    data = VAEDataModule([f.audio for f in load_corpus(folder).files], cfg)
+    assert steps_per_epoch([m.shape[-1] for m in data.train_mels], 64, 64) == 1
+    assert torch.isfinite(torch.stack(data.val_chunks)).all()
