@@ -7,20 +7,15 @@ Downloads are served by a loopback HTTP server speaking the hub's HEAD/GET proto
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import http.server
 import json
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from distillgan.errors import VocoderUnavailableError
 from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
@@ -31,69 +26,24 @@ from distillgan.vocoders.bigvgan_weights import (
     load_bigvgan,
     locate_bigvgan_files,
 )
+from tests.vocoders.model_files import HUB_COMMIT as COMMIT
+from tests.vocoders.model_files import TINY_BIGVGAN_CONFIG as TINY_CONFIG
+from tests.vocoders.model_files import nvidia_files, serve_hub, write_folder, write_hub_cache
 
 # NVIDIA's files were written with the old weight_norm API, so the tests use it on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
 
-TINY_CONFIG = {
-    "resblock": "1",
-    "num_gpus": 0,
-    "batch_size": 4,
-    "learning_rate": 0.0001,
-    "upsample_rates": [8, 8, 8],
-    "upsample_kernel_sizes": [16, 16, 16],
-    "upsample_initial_channel": 32,
-    "resblock_kernel_sizes": [3, 7],
-    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]],
-    "use_tanh_at_final": False,
-    "use_bias_at_final": False,
-    "activation": "snakebeta",
-    "snake_logscale": True,
-    "num_mels": 128,
-    "n_fft": 2048,
-    "hop_size": 512,
-    "win_size": 2048,
-    "sampling_rate": 44100,
-    "fmin": 0,
-    "fmax": None,
-}
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
-
-def nvidia_files(config: dict | None = None) -> dict[str, bytes]:
-    """config.json and bigvgan_generator.pt bytes, laid out as NVIDIA publishes them."""
-    config = config or TINY_CONFIG
-    model = copy.deepcopy(BigVGAN(BigVGANConfig.from_dict(config)))
-    for module in list(model.modules()):
-        if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
-            torch.nn.utils.weight_norm(module)  # old-style weight_g / weight_v keys, as in the real file
-    path = Path(os.environ["HF_HOME"]) / "generator.tmp"
-    torch.save({"generator": model.state_dict()}, path)
-    weights = path.read_bytes()
-    path.unlink()
-    return {"config.json": json.dumps(config, indent=4).encode(), "bigvgan_generator.pt": weights}
-
-
-def write_folder(folder: Path, files: dict[str, bytes]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return folder
-
-
-def write_hub_cache(cache: Path, files: dict[str, bytes]) -> Path:
-    """The standard hub cache layout: blobs, a snapshot per commit, and refs/main naming it."""
-    repo = cache / f"models--{REPO_ID.replace('/', '--')}"
-    snapshot = repo / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for name, data in files.items():
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(COMMIT)
-    return snapshot
+@pytest.fixture(autouse=True)
+def one_thread_no_denormals() -> Iterator[None]:
+    """Tiny random networks spend most of their time on denormal floats and thread hand-offs:
+    one thread that flushes denormals runs these tests several times faster, same results."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -110,46 +60,13 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def fake_hub(monkeypatch: pytest.MonkeyPatch, hub: Path) -> Iterator[dict[str, bytes]]:
+def fake_hub(monkeypatch: pytest.MonkeyPatch, hub: Path) -> Iterator[dict]:
     """A loopback server answering the hub's HEAD/GET for our repo; the hub is no longer 'offline'."""
     files = nvidia_files()
-    requested: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def send_metadata(self) -> bytes | None:
-            name = self.path.rsplit("/", 1)[-1]
-            requested.append(name)
-            if f"/{REPO_ID}/resolve/main/" not in self.path or name not in files:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return None
-            self.send_response(200)
-            self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("ETag", f'"{hashlib.sha256(files[name]).hexdigest()}"')
-            self.send_header("Content-Length", str(len(files[name])))
-            self.end_headers()
-            return files[name]
-
-        def do_HEAD(self) -> None:
-            self.send_metadata()
-
-        def do_GET(self) -> None:
-            body = self.send_metadata()
-            if body is not None:
-                self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    yield {"requested": requested, **files}
-    server.shutdown()
-    server.server_close()
+    with serve_hub(files) as (endpoint, requested):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        yield {"requested": requested, **files}
 
 
 def closed_port() -> int:

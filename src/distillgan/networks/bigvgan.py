@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,28 @@ def _check_int_tuple(name: str, value: Any) -> None:
         )
     for item in value:
         _check_int(name, item)
+
+
+# Set while building a network whose weights are about to be loaded: its convolutions then skip
+# their random init (seconds for the 122 M parameters of the released model) and keep
+# uninitialised storage that the load replaces. A ContextVar, so other threads are unaffected.
+_skip_init: ContextVar[bool] = ContextVar("bigvgan_skip_init", default=False)
+
+
+class Conv1d(nn.Conv1d):
+    """``nn.Conv1d`` whose random init can be skipped (see :meth:`BigVGAN.for_loading`)."""
+
+    def reset_parameters(self) -> None:
+        if not _skip_init.get():
+            super().reset_parameters()
+
+
+class ConvTranspose1d(nn.ConvTranspose1d):
+    """``nn.ConvTranspose1d`` whose random init can be skipped (see :meth:`BigVGAN.for_loading`)."""
+
+    def reset_parameters(self) -> None:
+        if not _skip_init.get():
+            super().reset_parameters()
 
 
 def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
@@ -297,11 +320,11 @@ class AMPBlock1(nn.Module):
     ) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
+            Conv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
             for d in dilations
         )
         self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)) for _ in dilations
+            Conv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)) for _ in dilations
         )
         # Interleaved as NVIDIA stores them: activations[2k] precedes convs1[k], [2k + 1] convs2[k].
         self.activations = nn.ModuleList(
@@ -325,21 +348,21 @@ class BigVGAN(nn.Module):
         cfg = cfg or BigVGANConfig()
         self.cfg = cfg
         self.num_kernels = len(cfg.resblock_kernel_sizes)
-        self.conv_pre = nn.Conv1d(cfg.num_mels, cfg.upsample_initial_channel, 7, padding=3)
+        self.conv_pre = Conv1d(cfg.num_mels, cfg.upsample_initial_channel, 7, padding=3)
 
         # Each upsampler sits in a one-element ModuleList only to reproduce NVIDIA's "ups.{i}.0" keys.
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
         channels = cfg.upsample_initial_channel
         for rate, kernel in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes, strict=True):
-            up = nn.ConvTranspose1d(channels, channels // 2, kernel, rate, padding=(kernel - rate) // 2)
+            up = ConvTranspose1d(channels, channels // 2, kernel, rate, padding=(kernel - rate) // 2)
             self.ups.append(nn.ModuleList([up]))
             channels //= 2
             for k, d in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes, strict=True):
                 self.resblocks.append(AMPBlock1(channels, k, d, cfg))
 
         self.activation_post = Activation1d(make_snake(cfg.activation, channels, cfg.snake_logscale))
-        self.conv_post = nn.Conv1d(channels, 1, 7, padding=3, bias=cfg.use_bias_at_final)
+        self.conv_post = Conv1d(channels, 1, 7, padding=3, bias=cfg.use_bias_at_final)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.conv_pre(mel)
@@ -351,6 +374,19 @@ class BigVGAN(nn.Module):
         x = self.conv_post(self.activation_post(x))
         # v2 checkpoints were trained without tanh; NVIDIA bounds their output with a clamp instead.
         return torch.tanh(x) if self.cfg.use_tanh_at_final else x.clamp(-1.0, 1.0)
+
+    @classmethod
+    def for_loading(cls, cfg: BigVGANConfig | None = None) -> BigVGAN:
+        """A network with uninitialised convolution weights, to be filled by a state-dict load.
+
+        Faster than building it on the meta device (whose init path imports torch's compiler
+        stack) and than a random init that the load throws away.
+        """
+        token = _skip_init.set(True)
+        try:
+            return cls(cfg)
+        finally:
+            _skip_init.reset(token)
 
     def synthesize(self, mel: torch.Tensor) -> torch.Tensor:
         """Vocode ``(num_mels, T)`` or ``(B, num_mels, T)`` without autograd, in float32 even under autocast."""

@@ -270,9 +270,8 @@ def _load_cached(config_key: tuple[str, int, int], weights_key: tuple[str, int, 
             f"BigVGAN-v2 weights {weights_path} hold no 'generator' state dict: is it bigvgan_generator.pt?"
         )
 
-    # Built on the meta device and filled by assignment: no throwaway random init, no second copy.
-    with torch.device("meta"):
-        model = BigVGAN(cfg)
+    # Built without random init and filled by assignment: no throwaway init, no second copy.
+    model = BigVGAN.for_loading(cfg)
     try:
         model.load_nvidia_state_dict(state, assign=True)
     except (ValueError, RuntimeError) as error:

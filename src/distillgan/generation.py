@@ -1,0 +1,503 @@
+"""Turning a model into sound: seeded generation, vocoding a file, the quality badge and export.
+
+``generate`` walks a seeded, smooth path through the VAE's latent prior, decodes it into a mel
+of the requested duration and vocodes it; ``vocode_file`` vocodes the mel of an existing file,
+to hear how faithful a vocoder is on known material. Both use the best available vocoder
+(see :func:`vocoder_status`) and return the audio with a :class:`QualityBadge` saying what was
+used and how the result measures.
+
+Export policy. Audio leaves the vocoder at 44.1 kHz and is resampled to the requested rate
+with the project's one resampler (``distillgan.audio.resample``). Export never clips: when the
+signal at the export rate peaks above 0 dBFS (the vocoder's own clamp at full scale plus the
+resampler's overshoot can do that), the whole clip is scaled down so its peak sits at
+:data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. Nothing else is changed: no
+limiter, no normalisation of quieter clips. ``clipped_samples`` counts the samples the vocoder
+itself delivered at full scale (|x| >= 1), i.e. clipping that is in the vocoded signal, not
+added by export. Generated clips get 5 ms raised-cosine fades at both ends, so cutting the
+decoded stream to the exact duration leaves no click.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from distillgan import config as cfg_lib
+from distillgan.audio import load_audio, resample, write_audio
+from distillgan.config import VAEConfig
+from distillgan.errors import ConfigError, DistillganError, ModelFileError, VocoderUnavailableError
+from distillgan.mel import HOP_LENGTH, N_FFT, SAMPLE_RATE, log_mel_spectrogram
+from distillgan.modelfile import SUFFIX, open_model
+from distillgan.networks.vae import MelVAE, decode_trajectory, latent_trajectory
+from distillgan.vocoders.base import Vocoder
+from distillgan.vocoders.bigvgan import BigVGANVocoder, load_bigvgan_vocoder
+from distillgan.vocoders.choices import (
+    BIT_DEPTH_NAMES,
+    BIT_DEPTHS,
+    DEFAULT_DURATION_S,
+    MAX_DURATION_S,
+    MAX_SEED,
+    MIN_DURATION_S,
+    SAMPLE_RATES,
+    SUBTYPES,
+    VOCODER_CHOICES,
+    WRITABLE_SUFFIXES,
+)
+from distillgan.vocoders.hifigan import HiFiGANInfo, HiFiGANVocoder, load_hifigan, read_vocoder_info
+
+VocoderChoice = Literal["auto", "hifigan", "bigvgan"]
+
+EXPORT_CEILING_DBFS = -0.1
+FADE_S = 0.005
+# Mel frames per STFT block when vocoding a file (bounded memory for long inputs).
+FILE_MEL_CHUNK_FRAMES = 4096
+SILENCE_DBFS = -200.0
+
+DownloadProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class VocoderStatus:
+    """What a model offers: which vocoder ``auto`` picks and why (for CLI/UI lists and warnings)."""
+
+    has_hifigan: bool
+    hifigan_ready: bool
+    hifigan_epochs: int | None
+    hifigan_warning: str | None
+    auto_choice: Literal["hifigan", "bigvgan"]
+    auto_reason: str
+
+
+@dataclass(frozen=True)
+class QualityBadge:
+    """What produced a clip and how it measures; ``describe()`` for people, ``to_dict()`` for JSON."""
+
+    vocoder: Literal["hifigan", "bigvgan"]
+    vocoder_name: str
+    reason: str
+    warning: str | None
+    seed: int | None
+    sample_rate: int
+    bit_depth: str
+    duration_s: float
+    peak_dbfs: float
+    clipped_samples: int
+    export_gain_db: float = 0.0  # < 0 when export lowered the level so that nothing clips
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        lines = [f"Vocoder: {self.vocoder_name} — {self.reason}"]
+        facts = [] if self.seed is None else [f"seed {self.seed}"]
+        facts += [
+            f"{self.duration_s:.2f} s",
+            f"{self.sample_rate} Hz",
+            BIT_DEPTH_NAMES.get(self.bit_depth, self.bit_depth),
+            f"peak {self.peak_dbfs:.1f} dBFS",
+            "no clipping"
+            if self.clipped_samples == 0
+            else f"{self.clipped_samples} sample{'s' if self.clipped_samples != 1 else ''} clipped by the vocoder",
+        ]
+        lines.append(" · ".join(facts))
+        if self.export_gain_db < 0:
+            lines.append(f"Export lowered the level by {-self.export_gain_db:.2f} dB so that nothing clips.")
+        if self.warning:
+            lines.append(f"Warning: {self.warning}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Generation:
+    audio: np.ndarray  # float32 mono at badge.sample_rate
+    badge: QualityBadge
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing the vocoder
+
+
+def _model_label(model_path: Path) -> str:
+    name = model_path.name
+    return name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+
+
+def _status_from_info(info: HiFiGANInfo | None) -> VocoderStatus:
+    if info is None:
+        return VocoderStatus(
+            has_hifigan=False,
+            hifigan_ready=False,
+            hifigan_epochs=None,
+            hifigan_warning=None,
+            auto_choice="bigvgan",
+            auto_reason="the model has no per-model vocoder yet, so the universal BigVGAN-v2 is used",
+        )
+    epochs = f"{info.epochs} epoch{'' if info.epochs == 1 else 's'}"
+    if info.complete:
+        reason = f"the model's own vocoder finished training ({epochs}, {info.describe_error()})"
+    elif info.ready:
+        reason = (
+            f"the model's own vocoder stopped at {epochs} but its {info.describe_error()} is already good"
+        )
+    else:
+        of_total = f" of {info.total_epochs}" if info.total_epochs else ""
+        reason = (
+            f"the model's own vocoder is unfinished ({info.epochs}{of_total} epochs, "
+            f"{info.describe_error()}), so the universal BigVGAN-v2 is used"
+        )
+    return VocoderStatus(
+        has_hifigan=True,
+        hifigan_ready=info.ready,
+        hifigan_epochs=info.epochs,
+        hifigan_warning=info.warning,
+        auto_choice="hifigan" if info.ready else "bigvgan",
+        auto_reason=reason,
+    )
+
+
+def vocoder_status(model_path: Path) -> VocoderStatus:
+    """Which vocoders the model offers and what ``auto`` picks, from the model file's summary only."""
+    return _status_from_info(read_vocoder_info(Path(model_path)))
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _pick_vocoder(
+    model_path: Path,
+    choice: str,
+    *,
+    device: torch.device,
+    bigvgan_dir: Path | None,
+    download_progress: DownloadProgress | None,
+) -> tuple[Vocoder, str, str | None]:
+    """The vocoder to use, why (for the badge), and its quality warning."""
+    if choice not in VOCODER_CHOICES:
+        raise DistillganError(f"unknown vocoder {choice!r}: choose one of {', '.join(VOCODER_CHOICES)}")
+    status = vocoder_status(model_path)
+    kind = status.auto_choice if choice == "auto" else choice
+    reason = status.auto_reason if choice == "auto" else "chosen explicitly"
+    if kind == "hifigan":
+        if not status.has_hifigan:
+            name = _model_label(model_path)
+            raise VocoderUnavailableError(
+                f"model '{name}' has no per-model HiFi-GAN vocoder: use the universal BigVGAN-v2 (vocoder "
+                f"'bigvgan') or 'auto', or train one with `distillgan train vocoder {name}`"
+            )
+        return load_hifigan(model_path, device), reason, status.hifigan_warning
+    try:
+        vocoder = load_bigvgan_vocoder(bigvgan_dir, device=device, progress=download_progress)
+    except VocoderUnavailableError as error:
+        if choice == "auto" and status.has_hifigan:
+            raise VocoderUnavailableError(
+                f"{error}; or use this model's own unfinished vocoder (vocoder 'hifigan')"
+            ) from error
+        raise
+    return vocoder, reason, None
+
+
+# ---------------------------------------------------------------------------------------------
+# The VAE
+
+
+def load_vae(model_path: Path, device: str | torch.device = "cpu") -> MelVAE:
+    """The model's VAE in eval mode on ``device``, built once per file version and device."""
+    path = Path(model_path).expanduser().resolve()
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise ModelFileError(f"no model file at {model_path}") from error
+    with _vae_lock:
+        return _load_vae_cached(
+            str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size, str(torch.device(device))
+        )
+
+
+_vae_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_vae_cached(path_text: str, inode: int, mtime_ns: int, size: int, device: str) -> MelVAE:
+    path = Path(path_text)
+    reader = open_model(path)
+    attrs = reader.attrs("vae")  # a clear ModelFileError when the model has no VAE stage
+    text = attrs.get("config")
+    try:
+        cfg = cfg_lib.from_json(VAEConfig, text if isinstance(text, str) else json.dumps(text))
+    except ConfigError as error:
+        raise ModelFileError(f"the VAE config stored in {path} is unusable: {error}") from error
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in MelVAE(cfg.model).state_dict().items()}
+    state = reader.tensors("vae", expected, prefix="weights", map_location=device)
+    with torch.device("meta"):
+        vae = MelVAE(cfg.model)
+    vae.load_state_dict({name: t.float() for name, t in state.items()}, strict=True, assign=True)
+    return vae.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking arguments
+
+
+def _check_export(sample_rate: int, bit_depth: str) -> None:
+    if sample_rate not in SAMPLE_RATES:
+        raise DistillganError(
+            f"sample rate {sample_rate} Hz is not offered: choose {', '.join(map(str, SAMPLE_RATES))}"
+        )
+    if bit_depth not in BIT_DEPTHS:
+        raise DistillganError(f"bit depth {bit_depth!r} is not offered: choose {', '.join(BIT_DEPTHS)}")
+
+
+def check_generate_args(*, seed: int, duration_s: float, sample_rate: int, bit_depth: str) -> None:
+    """What :func:`generate` refuses, checked up front (one clear line per mistake)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise DistillganError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    if not (
+        isinstance(duration_s, (int, float))
+        and not isinstance(duration_s, bool)
+        and MIN_DURATION_S <= duration_s <= MAX_DURATION_S
+    ):
+        raise DistillganError(
+            f"duration must be between {MIN_DURATION_S:g} and {MAX_DURATION_S:g} seconds, got {duration_s!r}"
+        )
+    _check_export(sample_rate, bit_depth)
+
+
+def _model_file(model_path: Path) -> Path:
+    path = Path(model_path).expanduser()
+    open_model(path)  # clear errors for a missing, foreign, damaged or too new file
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Finishing and export
+
+
+def _fade_ends(audio: np.ndarray) -> np.ndarray:
+    n = min(len(audio) // 2, round(FADE_S * SAMPLE_RATE))
+    if n > 0:
+        ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, math.pi, n, endpoint=False))).astype(np.float32)
+        audio[:n] *= ramp
+        audio[-n:] *= ramp[::-1]
+    return audio
+
+
+def _finish(
+    audio: np.ndarray,
+    *,
+    vocoder: Vocoder,
+    reason: str,
+    warning: str | None,
+    seed: int | None,
+    sample_rate: int,
+    bit_depth: str,
+    clipped_samples: int,
+) -> Generation:
+    """Resample to the export rate, keep the peak within full scale, measure, and badge."""
+    out = resample(np.ascontiguousarray(audio, dtype=np.float32), SAMPLE_RATE, sample_rate)
+    if not np.isfinite(out).all():
+        raise DistillganError("the vocoder produced non-finite audio (NaN/Inf); the model weights are broken")
+    peak = float(np.abs(out).max()) if out.size else 0.0
+    gain_db = 0.0
+    if peak > 1.0:
+        gain = 10 ** (EXPORT_CEILING_DBFS / 20) / peak
+        out = (out * np.float32(gain)).astype(np.float32)
+        gain_db = 20 * math.log10(gain)
+        peak = float(np.abs(out).max())
+    badge = QualityBadge(
+        vocoder=vocoder.kind,
+        vocoder_name=vocoder.name,
+        reason=reason,
+        warning=warning,
+        seed=seed,
+        sample_rate=sample_rate,
+        bit_depth=bit_depth,
+        duration_s=len(out) / sample_rate,
+        peak_dbfs=20 * math.log10(peak) if peak > 0 else SILENCE_DBFS,
+        clipped_samples=clipped_samples,
+        export_gain_db=gain_db,
+    )
+    return Generation(audio=np.ascontiguousarray(out, dtype=np.float32), badge=badge)
+
+
+def _full_scale_samples(audio: np.ndarray) -> int:
+    return int(np.count_nonzero(np.abs(audio) >= 1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def generate(
+    model_path: Path,
+    *,
+    seed: int = 0,
+    duration_s: float = DEFAULT_DURATION_S,
+    vocoder: VocoderChoice = "auto",
+    sample_rate: int = 44100,
+    bit_depth: str = "16",
+    bigvgan_dir: Path | None = None,
+    download_progress: DownloadProgress | None = None,
+) -> Generation:
+    """A new clip from the model: a seeded latent walk, decoded to a mel, then vocoded.
+
+    The same model, seed, duration and vocoder give the same audio.
+    """
+    check_generate_args(seed=seed, duration_s=duration_s, sample_rate=sample_rate, bit_depth=bit_depth)
+    path = _model_file(model_path)
+    device = _device()
+    vae = load_vae(path, device)
+    voc, reason, warning = _pick_vocoder(
+        path, vocoder, device=device, bigvgan_dir=bigvgan_dir, download_progress=download_progress
+    )
+
+    samples = round(duration_s * SAMPLE_RATE)
+    frames = math.ceil(samples / HOP_LENGTH)
+    steps = math.ceil(frames / vae.time_reduction)
+    z = latent_trajectory(vae.cfg.latent_dim, steps, seed=seed).to(device)
+    with torch.inference_mode():
+        mel = decode_trajectory(vae, z)[:, :frames]
+    audio = voc.vocode(mel)[:samples]
+    clipped = _full_scale_samples(audio)
+    return _finish(
+        _fade_ends(audio),
+        vocoder=voc,
+        reason=reason,
+        warning=warning,
+        seed=seed,
+        sample_rate=sample_rate,
+        bit_depth=bit_depth,
+        clipped_samples=clipped,
+    )
+
+
+def file_mel(audio: np.ndarray, *, chunk_frames: int = FILE_MEL_CHUNK_FRAMES) -> torch.Tensor:
+    """The project's log-mel of a whole 44.1 kHz signal, computed block by block.
+
+    Equal to ``log_mel_spectrogram(audio)`` but with the STFT's memory bounded by
+    ``chunk_frames``: each block is given enough neighbouring samples that its frames never
+    see the reflect padding used at the signal's true ends.
+    """
+    signal = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    frames = signal.shape[-1] // HOP_LENGTH
+    if frames <= chunk_frames:
+        return log_mel_spectrogram(signal)
+    # A frame reaches (N_FFT - HOP) / 2 samples before its hop and as many after it; a margin of
+    # whole hops keeps the block's frames aligned with the signal's.
+    margin = math.ceil((N_FFT - HOP_LENGTH) / 2 / HOP_LENGTH) + 1
+    blocks = []
+    for start in range(0, frames, chunk_frames):
+        stop = min(start + chunk_frames, frames)
+        begin = max(0, start - margin)
+        end = signal.shape[-1] if stop == frames else (stop + margin) * HOP_LENGTH
+        mel = log_mel_spectrogram(signal[begin * HOP_LENGTH : end])
+        blocks.append(mel[:, start - begin : stop - begin])
+    return torch.cat(blocks, dim=-1)
+
+
+def vocode_file(
+    model_path: Path,
+    input_path: Path,
+    *,
+    vocoder: VocoderChoice = "auto",
+    sample_rate: int = 44100,
+    bit_depth: str = "16",
+    bigvgan_dir: Path | None = None,
+    download_progress: DownloadProgress | None = None,
+) -> Generation:
+    """The mel of ``input_path`` through the model's best vocoder: hear the vocoder's fidelity.
+
+    The input is read as mono 44.1 kHz (any format and rate the audio core reads); the output
+    has the input's duration.
+    """
+    _check_export(sample_rate, bit_depth)
+    path = _model_file(model_path)
+    audio = load_audio(Path(input_path).expanduser())
+    if len(audio) < HOP_LENGTH:
+        raise DistillganError(f"{input_path} is too short to vocode ({len(audio)} samples at 44.1 kHz)")
+    if not np.isfinite(audio).all():
+        raise DistillganError(f"{input_path} contains NaN/Inf samples")
+    device = _device()
+    voc, reason, warning = _pick_vocoder(
+        path, vocoder, device=device, bigvgan_dir=bigvgan_dir, download_progress=download_progress
+    )
+    # Zero-pad to whole hops so the output covers every input sample, then cut back.
+    padded = np.pad(audio, (0, -len(audio) % HOP_LENGTH))
+    out = voc.vocode(file_mel(padded))[: len(audio)]
+    return _finish(
+        out,
+        vocoder=voc,
+        reason=reason,
+        warning=warning,
+        seed=None,
+        sample_rate=sample_rate,
+        bit_depth=bit_depth,
+        clipped_samples=_full_scale_samples(out),
+    )
+
+
+def write_generation(path: Path, generation: Generation, *, overwrite: bool = True) -> Path:
+    """Write the clip as WAV or FLAC (by suffix) at the badge's rate and bit depth; returns the path.
+
+    The file appears complete or not at all (temp file in the same folder, then rename). FLAC
+    holds 16- or 24-bit PCM only. With ``overwrite=False`` an existing file is an error.
+    """
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    badge = generation.badge
+    if suffix not in WRITABLE_SUFFIXES:
+        raise DistillganError(f"cannot write {path}: the output must end in .wav or .flac")
+    if suffix == ".flac" and badge.bit_depth == "32f":
+        raise DistillganError(
+            f"cannot write {path}: FLAC holds 16- or 24-bit audio; use .wav for 32-bit float"
+        )
+    if badge.bit_depth not in SUBTYPES:
+        raise DistillganError(f"bit depth {badge.bit_depth!r} is not offered: choose {', '.join(BIT_DEPTHS)}")
+    if not path.parent.is_dir():
+        raise DistillganError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise DistillganError(f"cannot write {path}: it is a folder")
+    if not overwrite and path.exists():
+        raise DistillganError(f"{path} already exists; choose another output path")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+    try:
+        write_audio(tmp, generation.audio, badge.sample_rate, subtype=SUBTYPES[badge.bit_depth])
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # soundfile reports some I/O failures as RuntimeError
+        raise DistillganError(f"cannot write {path}: {error}") from error
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+__all__ = [
+    "BIT_DEPTHS",
+    "MAX_SEED",
+    "SAMPLE_RATES",
+    "VOCODER_CHOICES",
+    "BigVGANVocoder",
+    "Generation",
+    "HiFiGANVocoder",
+    "QualityBadge",
+    "VocoderChoice",
+    "VocoderStatus",
+    "check_generate_args",
+    "file_mel",
+    "generate",
+    "load_vae",
+    "vocode_file",
+    "vocoder_status",
+    "write_generation",
+]

@@ -1,0 +1,136 @@
+"""The vocoder interface: the project's log-mel (128 bins, hop 512) in, 44.1 kHz mono audio out.
+
+Both implementations (the per-model HiFi-GAN and the universal BigVGAN-v2) are fully
+convolutional, so a long mel is vocoded in chunks: each chunk is run with ``context_frames``
+real neighbouring frames on both sides, and only its centre is kept (overlap-discard). The
+context covers the network's whole receptive field, so every kept sample sees exactly the
+input a single pass would have given it: chunked output equals single-pass output up to float
+rounding, whatever the duration, and there is no seam to hear. Memory is bounded by the chunk
+size, not by the duration.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+
+from distillgan.mel import HOP_LENGTH, N_MELS
+
+VocoderKind = Literal["hifigan", "bigvgan"]
+
+# On the CPU a mel is split among worker threads (one core each) only when every worker gets at
+# least this many times the context it must recompute, so the split costs little.
+MIN_CHUNK_PER_CONTEXT = 4
+
+
+def _init_worker(threads: int) -> None:
+    """Settings of a vocoding thread; with torch's OpenMP runtime both are per thread.
+
+    Denormal floats are flushed to zero: quiet passages and small activations push
+    convolutions into denormal range, where x86 computes up to 100x slower, and flushing
+    changes results by less than 1e-38. The flag lives in each thread's floating-point
+    control register and OpenMP helper threads inherit it from the thread that starts them,
+    which is why vocoding runs in fresh threads rather than in the caller's (whose settings
+    it would otherwise have to change and restore).
+    """
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+
+
+def conv_half_width(kernel_size: int, dilation: int = 1) -> float:
+    """How far (in samples, one side) a centred ``Conv1d`` output reaches into its input."""
+    return dilation * (kernel_size - 1) / 2
+
+
+def transposed_conv_half_width(kernel_size: int, stride: int) -> float:
+    """How far (in input samples, one side) a ``ConvTranspose1d`` output reaches into its input."""
+    return math.ceil(kernel_size / stride / 2) + 1
+
+
+def context_frames_for(half_widths: Sequence[tuple[float, int]]) -> int:
+    """Frames of context a chunk needs, from ``(half width in samples, samples per frame)`` pairs.
+
+    Each layer adds its one-sided reach, measured at the rate it runs at; the sum over the
+    chain, converted to mel frames, bounds the receptive field. One frame of margin is added.
+    """
+    frames = sum(width / samples_per_frame for width, samples_per_frame in half_widths)
+    return math.ceil(frames) + 1
+
+
+class Vocoder(ABC):
+    """Mel ``(128, T)`` in the design's format -> ``(T * 512,)`` float32 audio at 44.1 kHz."""
+
+    kind: ClassVar[VocoderKind]
+    name: ClassVar[str]
+    # Frames per chunk when vocoding long mels (each implementation picks what fits in memory).
+    default_chunk_frames: ClassVar[int]
+
+    def __init__(self, network: torch.nn.Module, *, context_frames: int, device: torch.device) -> None:
+        self.network = network
+        self.context_frames = context_frames
+        self.device = device
+
+    @abstractmethod
+    def _forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """``(1, 128, T)`` float32 on ``self.device`` -> ``(1, 1, T * 512)``."""
+
+    def vocode(self, mel: torch.Tensor, *, chunk_frames: int | None = None) -> np.ndarray:
+        """Audio for a log-mel ``(128, T)``, as a float32 NumPy array of exactly ``T * 512`` samples.
+
+        Long mels go in chunks of at most ``chunk_frames`` frames. On the CPU, a mel long enough
+        is split among ``torch.get_num_threads()`` worker threads, one core each: with these
+        narrow convolutions that scales better than splitting every operation across cores,
+        and with no synchronisation per operation, a core busy with another process delays
+        only its own chunk.
+        """
+        if mel.dim() == 3 and mel.shape[0] == 1:
+            mel = mel[0]
+        if mel.dim() != 2 or mel.shape[0] != N_MELS:
+            raise ValueError(f"expected a ({N_MELS}, frames) mel, got shape {tuple(mel.shape)}")
+        if chunk_frames is not None and chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
+        frames = mel.shape[-1]
+        if frames == 0:
+            return np.zeros(0, dtype=np.float32)
+        workers = 1
+        if self.device.type == "cpu":
+            workers = max(
+                1, min(torch.get_num_threads(), frames // (MIN_CHUNK_PER_CONTEXT * self.context_frames))
+            )
+        if chunk_frames is None:
+            # Equal chunks, as many as the workers or a multiple of it, so no core idles at the end.
+            count = math.ceil(math.ceil(frames / self.default_chunk_frames) / workers) * workers
+            chunk_frames = max(1, math.ceil(frames / count))
+        chunk = chunk_frames
+        spans = [(start, min(start + chunk, frames)) for start in range(0, frames, chunk)]
+        out = torch.empty(frames * HOP_LENGTH, dtype=torch.float32)
+        mel = mel.to(self.device, torch.float32)
+
+        def run(span: tuple[int, int]) -> None:
+            start, stop = span
+            begin, end = max(0, start - self.context_frames), min(frames, stop + self.context_frames)
+            # Autocast off: the networks run in float32 (snake and tanh lose precision in half floats).
+            with torch.inference_mode(), torch.autocast(device_type=self.device.type, enabled=False):
+                audio = self._forward(mel[None, :, begin:end])[0, 0]
+                keep = audio[(start - begin) * HOP_LENGTH : (stop - begin) * HOP_LENGTH]
+                out[start * HOP_LENGTH : stop * HOP_LENGTH] = keep.float().cpu()
+
+        if self.device.type == "cpu":
+            threads = torch.get_num_threads()
+            workers = min(workers, len(spans))
+            # One core per worker when the mel is split; else one worker using all of them.
+            setup = (1 if workers > 1 else threads,)
+            with ThreadPoolExecutor(workers, initializer=_init_worker, initargs=setup) as pool:
+                list(pool.map(run, spans))  # list() re-raises a worker's exception here
+            if torch.get_num_threads() != threads:  # a runtime where the setting is process-wide
+                torch.set_num_threads(threads)
+        else:
+            for span in spans:
+                run(span)
+        return out.numpy()
