@@ -26,6 +26,7 @@ def model() -> None:
     """List and inspect models."""
 
 
+from distillgan.cli import generate as _generate  # noqa: E402
 from distillgan.cli import models as _models  # noqa: E402
 from distillgan.cli import train as _train  # noqa: E402
 
@@ -33,6 +34,11 @@ train.add_command(_train.train_vae_command)
 train.add_command(_train.train_vocoder_command)
 model.add_command(_models.model_list)
 model.add_command(_models.model_info)
+cli.add_command(_generate.generate_command)
+cli.add_command(_generate.vocode_command)
+from distillgan.cli.ui import ui_command  # noqa: E402
+
+cli.add_command(ui_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,552 @@
+"""The Train tab: pick or create a model, train its VAE, then its vocoder, and watch both live.
+
+Every handler returns a dict of the components it changes. A ``gr.Timer`` polls the runs of
+the selected model; each part of the page is re-sent only when its signature (job version,
+file version, preview files...) changed, so an idle tab costs a directory listing per tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from distillgan.cli.common import PRECISIONS
+from distillgan.config import builtin_recipe
+from distillgan.errors import CorpusError, DistillganError, ModelFileError
+from distillgan.modelfile import SUFFIX, list_models, resolve_model
+from distillgan.training import run_dir
+from distillgan.ui import views
+from distillgan.ui.jobs import Job, JobManager, Question, Stage, TrainRequest, model_name, read_model_state
+
+log = logging.getLogger(__name__)
+
+NEW = "__new__"
+NEW_LABEL = "+ New model from a corpus folder…"
+PREVIEW_PLAYERS = 3
+CHART_REFRESH_S = 2.0
+DEFAULT = "default"
+PRECISION_CHOICES = [("Recipe default", DEFAULT), *[(p, p) for p in PRECISIONS]]
+DEVICE_CHOICES = [
+    ("Recipe default", DEFAULT),
+    ("Auto (a GPU if there is one)", "auto"),
+    ("CPU", "cpu"),
+    ("GPU", "gpu"),
+]
+VOCODER_RECIPES = [("Default (best quality)", "vocoder"), ("Quick (CPU, minutes)", "vocoder_quick")]
+
+
+# form key -> (label, whole number)
+NUMBER_FIELDS = {
+    "epochs": ("Epochs", True),
+    "lr": ("Learning rate", False),
+    "batch_size": ("Batch size", True),
+    "checkpoint_interval": ("Save every N epochs", True),
+    "preview_interval": ("Audio preview every N epochs", True),
+    "warmup_steps": ("Warm-up steps (generator only)", True),
+}
+
+
+def _recipe_hint(recipe: str, key: str) -> str:
+    value = builtin_recipe(recipe).get("train", {}).get(key)
+    if key == "epochs" and not value:
+        return "auto: adapts to the corpus"
+    return f"recipe: {value}"
+
+
+def _number_field(recipe: str, key: str) -> gr.Textbox:
+    """An optional number: empty means the recipe's value, shown as the placeholder."""
+    label, _ = NUMBER_FIELDS[key]
+    return gr.Textbox(
+        label=label, placeholder=_recipe_hint(recipe, key), elem_id=f"{recipe}-{key}".replace("_", "-")
+    )
+
+
+def _chart(title: str, x_title: str, y_title: str, elem_id: str) -> gr.LinePlot:
+    """A live line chart of (step, value, series) points; shown once a run has points."""
+    return gr.LinePlot(
+        x="step",
+        y="value",
+        color="series",
+        title=title,
+        x_title=x_title,
+        y_title=y_title,
+        height=250,
+        visible=False,
+        elem_id=elem_id,
+    )
+
+
+def _message(exc: Exception) -> str:
+    return f"⚠ {exc}"
+
+
+@dataclass
+class Dialog:
+    """The inline confirmation under a Train button ("Resume from epoch N or start fresh?")."""
+
+    group: gr.Group
+    question: gr.Markdown
+    answers: tuple[gr.Button, gr.Button]
+    dismiss: gr.Button
+
+    @classmethod
+    def build(cls, prefix: str) -> Dialog:
+        with gr.Group(visible=False, elem_id=f"{prefix}-dialog", elem_classes="confirm") as group:
+            question = gr.Markdown(elem_id=f"{prefix}-question", padding=True)
+            with gr.Row():
+                first = gr.Button("", variant="primary", elem_id=f"{prefix}-answer-1")
+                second = gr.Button("", elem_id=f"{prefix}-answer-2")
+                dismiss = gr.Button("Cancel", variant="secondary", elem_id=f"{prefix}-dismiss")
+        return cls(group, question, (first, second), dismiss)
+
+    def show(self, question: Question) -> dict[Any, Any]:
+        out: dict[Any, Any] = {
+            self.group: gr.update(visible=True),
+            self.question: question.text,
+            self.dismiss: gr.update(value=question.dismiss),
+        }
+        for i, button in enumerate(self.answers):
+            if i < len(question.options):
+                out[button] = gr.update(value=question.options[i][0], visible=True)
+            else:
+                out[button] = gr.update(visible=False)
+        return out
+
+    def hide(self) -> dict[Any, Any]:
+        return {self.group: gr.update(visible=False)}
+
+    @property
+    def components(self) -> list[Any]:
+        return [self.group, self.question, *self.answers, self.dismiss]
+
+
+class StageSection:
+    """The controls, dialog and progress display of one stage."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.form: dict[str, Any] = {}  # request key -> input component
+        self.charts: list[tuple[gr.LinePlot, tuple[tuple[str, str], ...]]] = []  # chart, series
+        self.tensorboard: gr.Markdown | None = None
+        self.pending = gr.State(None)  # (TrainRequest, Question) while a question is open
+
+    def build_buttons(self, start_label: str, *, interactive: bool = True) -> None:
+        with gr.Row():
+            self.start = gr.Button(
+                start_label,
+                variant="primary",
+                interactive=interactive,
+                elem_id=f"{self.stage}-start",
+                scale=2,
+            )
+            self.cancel = gr.Button(
+                "Cancel and save checkpoint",
+                variant="stop",
+                interactive=False,
+                elem_id=f"{self.stage}-cancel",
+                scale=1,
+            )
+        self.dialog = Dialog.build(self.stage)
+        self.message = gr.Markdown(elem_id=f"{self.stage}-message")
+        self.status = gr.Markdown(elem_id=f"{self.stage}-status")
+
+    def render_job(self, view: Any) -> dict[Any, Any]:
+        return {
+            self.status: views.status_markdown(view),
+            self.tensorboard: views.tensorboard_markdown(view),
+            self.cancel: gr.update(interactive=bool(view and view.active and not view.cancel_requested)),
+        }
+
+    def render_charts(self, view: Any) -> dict[Any, Any]:
+        out = {}
+        for chart, series in self.charts:
+            frame = views.chart_frame(view, series)
+            lines = not frame.empty and frame.groupby("series").size().max() >= 2
+            out[chart] = gr.update(value=frame, visible=bool(lines))  # a single point draws no line
+        return out
+
+
+class TrainTab:
+    def __init__(self, manager: JobManager, *, poll_s: float = 1.0) -> None:
+        self.manager = manager
+        self.models_dir = manager.models_dir
+        self.vae = StageSection("vae")
+        self.vocoder = StageSection("vocoder")
+        self.seen = gr.State({})
+        self._build()
+        self.timer = gr.Timer(poll_s)
+        self._wire()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        with gr.Row():
+            self.model = gr.Dropdown(
+                choices=self._choices(),
+                value=NEW,
+                label="Model",
+                info="Continue training a model, or create a new one from your sounds.",
+                allow_custom_value=True,  # a model deleted on disk must not break the page
+                elem_id="train-model",
+                scale=6,
+            )
+        self.summary = gr.Markdown(elem_id="train-summary")  # filled when the page has loaded
+
+        vae = self.vae
+        with gr.Column(variant="panel", elem_id="vae-section"):
+            gr.Markdown("### 1 · VAE\nLearns the sound world of your corpus as mel spectrograms.")
+            with gr.Row() as self.new_row:
+                self.corpus_dir = gr.Textbox(
+                    label="Corpus folder",
+                    placeholder="/path/to/your/sounds",
+                    elem_id="vae-corpus",
+                    scale=3,
+                )
+                self.new_name = gr.Textbox(
+                    label="Model name", placeholder="the folder's name", elem_id="vae-name", scale=2
+                )
+            with gr.Row():
+                vae.form["epochs"] = _number_field("vae", "epochs")
+                vae.form["lr"] = _number_field("vae", "lr")
+                vae.form["batch_size"] = _number_field("vae", "batch_size")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    vae.form["precision"] = gr.Dropdown(PRECISION_CHOICES, value=DEFAULT, label="Precision")
+                    vae.form["device"] = gr.Dropdown(DEVICE_CHOICES, value=DEFAULT, label="Device")
+                vae.form["recipe_file"] = gr.Textbox(
+                    label="Recipe file (YAML, optional)",
+                    placeholder="overrides the built-in VAE recipe, like `--config` on the command line",
+                    elem_id="vae-recipe-file",
+                )
+            vae.build_buttons("Train VAE")
+            vae.charts = [
+                (_chart("Reconstruction error", "step", "error", "vae-chart"), views.VAE_CHART),
+            ]
+            vae.tensorboard = gr.Markdown(elem_id="vae-tensorboard")
+
+        voc = self.vocoder
+        with gr.Column(variant="panel", elem_id="vocoder-section"):
+            gr.Markdown(
+                "### 2 · Vocoder\nThe model's own HiFi-GAN V2, trained on the same corpus: "
+                "the most faithful way to hear it."
+            )
+            self.vocoder_notice = gr.Markdown(views.vocoder_notice(None, False), elem_id="vocoder-notice")
+            with gr.Row():
+                voc.form["epochs"] = _number_field("vocoder", "epochs")
+                voc.form["lr"] = _number_field("vocoder", "lr")
+                voc.form["batch_size"] = _number_field("vocoder", "batch_size")
+                voc.form["checkpoint_interval"] = _number_field("vocoder", "checkpoint_interval")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    voc.form["preview_interval"] = _number_field("vocoder", "preview_interval")
+                    voc.form["warmup_steps"] = _number_field("vocoder", "warmup_steps")
+                    voc.form["precision"] = gr.Dropdown(PRECISION_CHOICES, value=DEFAULT, label="Precision")
+                    voc.form["device"] = gr.Dropdown(DEVICE_CHOICES, value=DEFAULT, label="Device")
+                with gr.Row():
+                    voc.form["recipe"] = gr.Dropdown(VOCODER_RECIPES, value="vocoder", label="Recipe")
+                    voc.form["recipe_file"] = gr.Textbox(
+                        label="Recipe file (YAML, optional)",
+                        placeholder="overrides the chosen recipe, like `--config`",
+                        elem_id="vocoder-recipe-file",
+                        scale=2,
+                    )
+                with gr.Row():
+                    voc.form["keep_checkpoint"] = gr.Checkbox(
+                        label="Keep the full training state at the end (to continue later)"
+                    )
+                    voc.form["audio_dir"] = gr.Textbox(
+                        label="Corpus folder, if it moved", placeholder="where the model's sounds are now"
+                    )
+                    voc.form["accept_corpus_changes"] = gr.Checkbox(
+                        label="Train even if corpus files are missing or changed"
+                    )
+            for component in voc.form.values():
+                component.interactive = False  # unlocked once the selected model has a trained VAE
+            voc.build_buttons("Train vocoder", interactive=False)
+            with gr.Row():
+                voc.charts = [
+                    (
+                        _chart(
+                            "Generator vs discriminator (adversarial losses)",
+                            "generator step",
+                            "loss",
+                            "vocoder-loss-chart",
+                        ),
+                        views.LOSS_CHART,
+                    ),
+                    (
+                        _chart("Mel error (L1)", "generator step", "mel L1", "vocoder-mel-chart"),
+                        views.MEL_CHART,
+                    ),
+                ]
+            gr.Markdown("#### Audio previews", elem_classes="subhead")
+            with gr.Row():
+                self.previews = [
+                    gr.Audio(visible=False, interactive=False, elem_id=f"preview-{i}", elem_classes="preview")
+                    for i in range(PREVIEW_PLAYERS)
+                ]
+            self.previews_note = gr.Markdown(elem_id="previews-note", elem_classes="subtle")
+            voc.tensorboard = gr.Markdown(elem_id="vocoder-tensorboard")
+
+    @property
+    def outputs(self) -> list[Any]:
+        out = [self.model, self.summary, self.new_row, self.seen, self.vocoder_notice, self.previews_note]
+        out += self.previews
+        for section in (self.vae, self.vocoder):
+            out += [section.start, section.cancel, section.message, section.status, section.tensorboard]
+            out += [section.pending, *section.dialog.components, *[chart for chart, _ in section.charts]]
+        return out + list(self.vocoder.form.values())  # locked and unlocked with the section
+
+    def _wire(self) -> None:
+        outputs = self.outputs
+        self.model.input(self.on_select, [self.model, self.seen], outputs, show_progress="hidden")
+        self.timer.tick(self.on_tick, [self.model, self.seen], outputs, show_progress="hidden")
+        for section in (self.vae, self.vocoder):
+            inputs = {
+                self.model,
+                self.seen,
+                self.corpus_dir,
+                self.new_name,
+                section.pending,
+                *section.form.values(),
+            }
+            section.start.click(
+                self._handler(self.on_start, section), inputs, outputs, show_progress="hidden"
+            )
+            for i, button in enumerate(section.dialog.answers):
+                button.click(
+                    self._handler(self.on_answer, section, i), inputs, outputs, show_progress="hidden"
+                )
+            section.dialog.dismiss.click(
+                self._handler(self.on_dismiss, section), inputs, outputs, show_progress="hidden"
+            )
+            section.cancel.click(
+                self._handler(self.on_cancel, section), inputs, outputs, show_progress="hidden"
+            )
+        recipe = self.vocoder.form["recipe"]
+        hinted = ["epochs", "lr", "batch_size", "checkpoint_interval", "preview_interval", "warmup_steps"]
+        recipe.change(
+            lambda name: [gr.update(placeholder=_recipe_hint(name, key)) for key in hinted],
+            recipe,
+            [self.vocoder.form[key] for key in hinted],
+            show_progress="hidden",
+        )
+
+    @staticmethod
+    def _handler(method: Any, *bound: Any) -> Any:
+        def handler(data: dict[Any, Any]) -> dict[Any, Any]:
+            return method(*bound, data)
+
+        return handler
+
+    # ------------------------------------------------------------------ reading the page
+
+    def _choices(self) -> list[tuple[str, str]]:
+        names = {model_name(p) for p in list_models(self.models_dir)}
+        names |= {model_name(p) for p in self.manager.paths() if p.parent == self.models_dir}
+        return [(name, name) for name in sorted(names, key=str.casefold)] + [(NEW_LABEL, NEW)]
+
+    def _path(self, value: str | None) -> Path | None:
+        if not value or value == NEW:
+            return None
+        return self.models_dir / f"{value}{SUFFIX}"
+
+    def _request(self, section: StageSection, data: dict[Any, Any]) -> TrainRequest:
+        form = {key: data[component] for key, component in section.form.items()}
+        numbers = {
+            key: views.parse_number(form[key], label, integer=integer)
+            for key, (label, integer) in NUMBER_FIELDS.items()
+            if key in form
+        }
+        train: dict[str, Any] = {k: v for k, v in numbers.items() if k != "epochs" and v is not None}
+        if form.get("keep_checkpoint"):
+            train["keep_checkpoint"] = True
+        if form.get("precision", DEFAULT) != DEFAULT:
+            train["precision"] = form["precision"]
+        recipe_file = (form.get("recipe_file") or "").strip()
+        audio_dir = (form.get("audio_dir") or "").strip()
+        common: dict[str, Any] = {
+            "stage": section.stage,
+            "train": train,
+            "epochs": numbers.get("epochs") or None,
+            "recipe": form.get("recipe") or "vocoder",
+            "recipe_file": Path(recipe_file).expanduser() if recipe_file else None,
+            "accelerator": None if form.get("device", DEFAULT) == DEFAULT else form["device"],
+            "audio_dir": Path(audio_dir).expanduser() if audio_dir else None,
+            "accept_corpus_changes": bool(form.get("accept_corpus_changes")),
+        }
+        path = self._path(data[self.model])
+        if section.stage == "vae" and path is None:
+            corpus_text = (data[self.corpus_dir] or "").strip()
+            if not corpus_text:
+                raise CorpusError("enter the corpus folder: a folder of 5–500 sound files")
+            corpus = Path(corpus_text).expanduser()
+            name = (data[self.new_name] or "").strip() or corpus.resolve().name
+            path = resolve_model(name, self.models_dir, must_exist=False)
+            if path.parent != self.models_dir:
+                raise ModelFileError(
+                    f"'{name}' is not a valid model name (use letters, digits, '-', '_', '.' and spaces)"
+                )
+            return TrainRequest(model_path=path, corpus_dir=corpus, **common)
+        if path is None:
+            raise DistillganError("create the model first: its VAE comes before its vocoder")
+        return TrainRequest(model_path=path, **common)
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(self, value: str | None, seen: dict[str, Any], *, full: bool = False) -> dict[Any, Any]:
+        """Updates for every part of the page whose signature changed since ``seen``."""
+        out: dict[Any, Any] = {}
+        now: dict[str, Any] = {}
+        path = self._path(value)
+        state = read_model_state(path) if path is not None else None
+        jobs = {
+            stage: self.manager.job(path, stage) if path is not None else None for stage in ("vae", "vocoder")
+        }
+        job_views = {stage: job.view() if job is not None else None for stage, job in jobs.items()}
+        vae_running = bool(job_views["vae"] and job_views["vae"].active)
+
+        def part(name: str, signature: Any, produce: Any) -> bool:
+            now[name] = signature
+            if full or seen.get(name) != signature:
+                out.update(produce())
+                return True
+            return False
+
+        choices = self._choices()
+        part("choices", [c[1] for c in choices], lambda: {self.model: gr.update(choices=choices)})
+        file_signature = _file_signature(path)
+        part(
+            "summary",
+            [value, file_signature],
+            lambda: {
+                self.summary: views.model_summary(state, new_model=path is None),
+                self.new_row: gr.update(visible=path is None),
+                self.vae.start: gr.update(
+                    value="Create model and train VAE" if path is None else "Train VAE"
+                ),
+            },
+        )
+        enabled = bool(state and state.can_train_vocoder and not vae_running)
+        notice = views.vocoder_notice(state, vae_running)
+        part("vocoder-notice", [notice], lambda: {self.vocoder_notice: notice})
+        part("vocoder-lock", [enabled], lambda: self._vocoder_lock(enabled))
+        for stage, section in (("vae", self.vae), ("vocoder", self.vocoder)):
+            view = job_views[stage]
+            signature = [value, view.id, view.version] if view is not None else [value]
+            part(stage, signature, lambda section=section, view=view: section.render_job(view))
+            # a chart redraws completely on each update: at most every CHART_REFRESH_S while running
+            charts, sent_at = f"{stage}-charts", seen.get(f"{stage}-charts-at", 0.0)
+            if not full and view is not None and view.active and time.monotonic() - sent_at < CHART_REFRESH_S:
+                now[charts] = seen.get(charts)  # unchanged: a later tick sends the new points
+            else:
+                signature = [value, view.id, len(view.points), view.active] if view is not None else [value]
+                if part(charts, signature, lambda section=section, view=view: section.render_charts(view)):
+                    sent_at = time.monotonic()
+            now[f"{charts}-at"] = sent_at
+        previews = views.recent_previews(run_dir(path) / "previews") if path is not None else []
+        part(
+            "previews",
+            [value, *[(str(p.path), p.mtime_ns) for p in previews]],
+            lambda: self._previews(path, previews),
+        )
+        out[self.seen] = now
+        return out
+
+    def _vocoder_lock(self, enabled: bool) -> dict[Any, Any]:
+        out: dict[Any, Any] = {self.vocoder.start: gr.update(interactive=enabled)}
+        for component in self.vocoder.form.values():
+            out[component] = gr.update(interactive=enabled)
+        return out
+
+    def _previews(self, path: Path | None, previews: list[views.Preview]) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for i, player in enumerate(self.previews):
+            if i < len(previews):
+                out[player] = gr.update(value=str(previews[i].path), label=previews[i].label, visible=True)
+            else:
+                out[player] = gr.update(value=None, visible=False)
+        folder = run_dir(path) / "previews" if path is not None else None
+        out[self.previews_note] = (
+            f"Newest {len(previews)} shown; every preview is kept in `{folder}`"
+            if previews
+            else "Previews of held-out clips appear here as the vocoder trains."
+        )
+        return out
+
+    # ------------------------------------------------------------------ events
+
+    def on_load(self, value: str | None, seen: dict[str, Any]) -> dict[Any, Any]:
+        choices = self._choices()
+        if value == NEW or value not in [c[1] for c in choices]:
+            value = choices[0][1]  # the first model, or "new" when there is none
+        return {**self.render(value, {}, full=True), self.model: gr.update(choices=choices, value=value)}
+
+    def on_select(self, value: str | None, seen: dict[str, Any]) -> dict[Any, Any]:
+        out = self.render(value, seen, full=True)
+        for section in (self.vae, self.vocoder):
+            out.update(section.dialog.hide())
+            out[section.message] = ""
+            out[section.pending] = None
+        return out
+
+    def on_tick(self, value: str | None, seen: dict[str, Any]) -> dict[Any, Any]:
+        if not seen:
+            return {}  # the page's load event renders first (and picks the model)
+        return self.render(value, seen)
+
+    def on_start(self, section: StageSection, data: dict[Any, Any]) -> dict[Any, Any]:
+        try:
+            request = self._request(section, data)
+        except DistillganError as exc:
+            return {section.message: _message(exc), **section.dialog.hide(), section.pending: None}
+        return self._submit(section, request, data)
+
+    def on_answer(self, section: StageSection, index: int, data: dict[Any, Any]) -> dict[Any, Any]:
+        pending = data[section.pending]
+        if not pending:
+            return section.dialog.hide()
+        request, question = pending
+        return self._submit(section, request.answer(question.options[index][1]), data)
+
+    def on_dismiss(self, section: StageSection, data: dict[Any, Any]) -> dict[Any, Any]:
+        return {**section.dialog.hide(), section.pending: None, section.message: "Nothing was changed."}
+
+    def on_cancel(self, section: StageSection, data: dict[Any, Any]) -> dict[Any, Any]:
+        path = self._path(data[self.model])
+        if path is not None:
+            self.manager.cancel(path, section.stage)
+        return self.render(data[self.model], data[self.seen])
+
+    def _submit(self, section: StageSection, request: TrainRequest, data: dict[Any, Any]) -> dict[Any, Any]:
+        try:
+            outcome = self.manager.submit(request)
+        except Exception as exc:  # a user error, or e.g. no thread could be started: say so here
+            if not isinstance(exc, DistillganError):
+                log.exception("starting %s training of %s failed", request.stage, request.model_path)
+            return {section.message: _message(exc), **section.dialog.hide(), section.pending: None}
+        if isinstance(outcome, Question):
+            return {**section.dialog.show(outcome), section.pending: (request, outcome), section.message: ""}
+        assert isinstance(outcome, Job)
+        value = model_name(request.model_path)
+        out = self.render(value, data[self.seen])
+        out.update(section.dialog.hide())
+        out.update({section.pending: None, section.message: ""})
+        if value != data[self.model]:
+            out[self.model] = gr.update(choices=self._choices(), value=value)
+        return out
+
+
+def _file_signature(path: Path | None) -> list[Any]:
+    if path is None:
+        return []
+    try:
+        stat = path.stat()
+    except OSError:
+        return [str(path)]
+    return [str(path), stat.st_mtime_ns, stat.st_size]

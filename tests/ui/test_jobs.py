@@ -1,0 +1,141 @@
+"""The decisions before a UI run (questions, checks, stored recipes) and the background worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from distillgan import config as cfg_lib
+from distillgan.errors import ConfigError, CorpusError, DistillganError
+from distillgan.lightning_modules.hifigan import load_vocoder_config
+from distillgan.modelfile import open_model
+from distillgan.ui import views
+from distillgan.ui.jobs import JobManager, ModelState, TrainRequest, build_config, check_request, question_for
+from tests.ui.conftest import TINY_VOCODER
+
+MODEL = Path("/models/bells.distillgan")
+STORED = load_vocoder_config(None, TINY_VOCODER)
+VOCODER_ATTRS = {
+    "config": cfg_lib.to_json(STORED.generator),
+    "train_config": cfg_lib.to_json(STORED.train),
+    "total_epochs": 12,
+}
+
+
+def model(**changes: object) -> ModelState:
+    vae = {"summary": json.dumps({"status": "complete"})}
+    base = ModelState(MODEL, exists=True, vae_attrs=vae, manifest={"root": "/corpus", "files": []})
+    return dataclasses.replace(base, **changes)
+
+
+def partial(epoch: int) -> dict[str, object]:
+    return {**VOCODER_ATTRS, "status": "partial", "epoch": epoch}
+
+
+COMPLETE = {**VOCODER_ATTRS, "status": "complete", "epoch": 12, "epochs": 12}
+
+
+def vocoder_request(**changes: object) -> TrainRequest:
+    return dataclasses.replace(TrainRequest(stage="vocoder", model_path=MODEL), **changes)
+
+
+def test_a_saved_vocoder_state_asks_resume_or_fresh_every_time() -> None:
+    state = model(vocoder=partial(3), vocoder_checkpoint=True)
+    question = question_for(vocoder_request(), state)
+    assert question is not None
+    assert question.text == "Resume from epoch 3 or start fresh?"
+    assert question.options == (("Resume from epoch 3", "resume"), ("Start fresh", "fresh"))
+    assert question_for(vocoder_request().answer("resume"), state) is None
+    assert question_for(vocoder_request().answer("fresh"), state) is None
+
+
+def test_a_complete_vocoder_is_replaced_only_when_confirmed() -> None:
+    state = model(vocoder=COMPLETE)
+    question = question_for(vocoder_request(), state)
+    assert question is not None and question.text == "This model already has a trained vocoder. Replace it?"
+    assert question.options == (("Replace it", "replace"),) and question.dismiss == "Keep it"
+    assert question_for(vocoder_request().answer("replace"), state) is None
+    # a kept training state of a complete run: first resume-or-fresh, then "fresh" needs the replace
+    kept = model(vocoder=COMPLETE, vocoder_checkpoint=True)
+    assert question_for(vocoder_request(), kept).options[0] == ("Resume from epoch 12", "resume")
+    fresh = vocoder_request().answer("fresh")
+    assert question_for(fresh, kept).text.endswith("Replace it?")
+    assert question_for(fresh.answer("replace"), kept) is None
+    assert question_for(vocoder_request(), model()) is None
+
+
+def test_vae_questions_resume_then_replace() -> None:
+    request = TrainRequest(stage="vae", model_path=MODEL, corpus_dir=Path("/corpus"))
+    assert question_for(request, ModelState(MODEL)) is None  # a new model
+    unfinished = model(vae_attrs={"summary": json.dumps({"epoch": 4})}, vae_checkpoint=True)
+    question = question_for(request, unfinished)
+    assert question.text == "Model **bells** has an unfinished VAE run. Resume from epoch 4 or start fresh?"
+    assert question_for(request.answer("resume"), unfinished) is None
+    replace = question_for(request.answer("fresh"), model(vocoder=COMPLETE))
+    assert replace.text == (
+        "Model **bells** already exists. Replace it? Its VAE and vocoder are trained again from scratch."
+    )
+    assert question_for(request.answer("fresh").answer("replace"), model()) is None
+
+
+def test_requests_that_cannot_start_are_refused_with_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DistillganError, match="has no trained VAE yet: train its VAE to the end first"):
+        check_request(vocoder_request(), ModelState(MODEL))
+    unfinished = model(
+        vae_attrs={"summary": json.dumps({"status": "partial", "epoch": 2})}, vae_checkpoint=True
+    )
+    with pytest.raises(DistillganError, match="has no trained VAE yet"):
+        check_request(vocoder_request(), unfinished)
+    with pytest.raises(DistillganError, match="no longer has a saved vocoder training state"):
+        check_request(vocoder_request(resume=True), model(vocoder=COMPLETE))
+    with pytest.raises(CorpusError, match="corpus folder /nowhere does not exist"):
+        check_request(
+            TrainRequest(stage="vae", model_path=MODEL, corpus_dir=Path("/nowhere")), ModelState(MODEL)
+        )
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("train:\n  batch_sise: 4\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.batch_sise'"):
+        check_request(vocoder_request(recipe_file=recipe), model())
+    with pytest.raises(ConfigError, match=r"'train\.lr' must be between"):
+        check_request(vocoder_request(train={"lr": 5.0}), model())
+    with pytest.raises(DistillganError, match="damaged"):
+        check_request(vocoder_request(), model(error="/models/bells.distillgan is damaged"))
+
+
+def test_a_resumed_vocoder_keeps_its_own_recipe() -> None:
+    state = model(vocoder=partial(3), vocoder_checkpoint=True)
+    changed = {
+        "lr": 0.01,
+        "batch_size": STORED.train.batch_size,
+        "checkpoint_interval": 3,
+        "precision": "bf16-mixed",
+    }
+    cfg, epochs, notes = build_config(vocoder_request(train=changed), state, resume=True)
+    assert cfg.train.lr == STORED.train.lr  # kept, and said so
+    assert (cfg.train.checkpoint_interval, cfg.train.precision) == (3, "bf16-mixed")
+    assert cfg.generator == STORED.generator
+    assert notes == ["Resuming keeps the run's own lr."]
+    assert epochs == 12  # the run's own total
+    assert build_config(vocoder_request(epochs=20), state, resume=True)[1] == 20
+
+
+def test_closing_the_ui_saves_a_running_training(served, vae_model: Path, recipes: dict[str, Path]) -> None:
+    manager = JobManager(served.models_dir)
+    job = manager.submit(
+        TrainRequest(stage="vocoder", model_path=vae_model, recipe_file=recipes["vocoder"], epochs=200)
+    )
+    deadline = time.monotonic() + 60
+    while job.view().last is None and time.monotonic() < deadline:  # until the first steps ran
+        time.sleep(0.2)
+    manager.shutdown(timeout=60)
+
+    view = job.view()
+    assert view.state == "finished" and view.result.status == "partial"
+    vocoder = open_model(vae_model).attrs("vocoder")
+    assert open_model(vae_model).has("vocoder_checkpoint")
+    assert views.saved_line(view) == f"Checkpoint saved at epoch {vocoder['epoch']}. Resume anytime."
+    assert not job.lock.held

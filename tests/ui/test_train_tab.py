@@ -1,0 +1,140 @@
+"""The Train tab in a real browser: VAE then vocoder, live progress, cancel, resume, replace, locks."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+from distillgan.modelfile import open_model
+from distillgan.ui.train_tab import NEW_LABEL
+from tests.ui.conftest import choose, field, full_page_screenshot, open_advanced, wait_for_line
+
+
+def start_tiny_vocoder(page: object, model: str, recipes: dict[str, Path], epochs: int) -> None:
+    choose(page, "train-model", model)
+    expect(page.locator("#vocoder-start")).to_be_enabled()
+    open_advanced(page, "vocoder")
+    field(page, "vocoder-recipe-file").fill(str(recipes["vocoder"]))
+    field(page, "vocoder-epochs").fill(str(epochs))
+    page.locator("#vocoder-start").click()
+
+
+def saved_epoch(page: object) -> int:
+    status = page.locator("#vocoder-status")
+    expect(status).to_contain_text("Resume anytime.", timeout=90_000)
+    return int(re.search(r"Checkpoint saved at epoch (\d+)\. Resume anytime\.", status.inner_text())[1])
+
+
+def test_vocoder_section_unlocks_when_the_vae_finishes(page, corpus, recipes, served) -> None:
+    choose(page, "train-model", NEW_LABEL)
+    expect(page.locator("#vocoder-start")).to_be_disabled()
+    expect(page.locator("#vocoder-notice")).to_contain_text("Train the VAE first")
+    field(page, "vae-corpus").fill(str(corpus))
+    field(page, "vae-name").fill("fresh")
+    open_advanced(page, "vae")
+    field(page, "vae-recipe-file").fill(str(recipes["vae"]))
+    page.locator("#vae-start").click()
+
+    expect(page.locator("#vae-status")).to_contain_text("VAE training complete", timeout=90_000)
+    # no reload: the same page unlocks the vocoder section once the VAE is in the file
+    expect(page.locator("#vocoder-start")).to_be_enabled()
+    expect(page.locator("#vocoder-notice")).to_contain_text("No per-model vocoder yet")
+    expect(field(page, "vocoder-lr")).to_be_editable()
+    expect(page.locator("#vae-tensorboard")).to_contain_text("tensorboard --logdir")
+    summary = json.loads(open_model(served.models_dir / "fresh.distillgan").attrs("vae")["summary"])
+    assert summary["status"] == "complete"
+
+
+def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) -> None:
+    start_tiny_vocoder(page, vae_model.stem, recipes, epochs=40)  # cancelled long before the end
+
+    # live: chart lines, the stats table, a preview player labelled with its epoch, the log dir
+    expect(page.locator("#preview-0")).to_be_visible(timeout=90_000)
+    expect(page.locator("#preview-0")).to_contain_text(re.compile(r"Epoch \d+ · clip 1"))
+    status = page.locator("#vocoder-status")
+    expect(status).to_contain_text("Training the vocoder")
+    for header in ("Epoch", "G loss", "D loss", "Mel error", "ETA"):
+        expect(status).to_contain_text(header)
+    expect(status).to_contain_text(re.compile(r"\d+ / 40"))
+    expect(page.locator("#vocoder-tensorboard")).to_contain_text(str(vae_model.parent / "runs"))
+    wait_for_line(page, "vocoder-loss-chart")
+    wait_for_line(page, "vocoder-mel-chart")
+    expect(page.locator("#vocoder-loss-chart")).to_contain_text("Discriminator (D)")
+    full_page_screenshot(
+        page, "train-tab-mid-training.png", charts=("vocoder-loss-chart", "vocoder-mel-chart")
+    )
+    expect(status).to_contain_text("Training the vocoder")  # still mid-training when it was taken
+
+    # cancel: the message names the epoch of the checkpoint that is really in the file
+    page.locator("#vocoder-cancel").click()
+    epoch = saved_epoch(page)
+    vocoder = open_model(vae_model).attrs("vocoder")
+    assert open_model(vae_model).has("vocoder_checkpoint")
+    assert (vocoder["status"], vocoder["epoch"]) == ("partial", epoch)
+    expect(page.locator("#vocoder-cancel")).to_be_disabled()
+
+    # starting again asks, every time; the resumed run is given a nearer end
+    field(page, "vocoder-epochs").fill(str(epoch + 2))
+    page.locator("#vocoder-start").click()
+    expect(page.locator("#vocoder-question")).to_have_text(f"Resume from epoch {epoch} or start fresh?")
+    expect(page.locator("#vocoder-answer-2")).to_have_text("Start fresh")
+    page.locator("#vocoder-answer-1").click()
+    expect(status).to_contain_text("Resuming the vocoder")
+    expect(status).to_contain_text("Vocoder training complete", timeout=120_000)
+    vocoder = open_model(vae_model).attrs("vocoder")
+    assert (vocoder["status"], vocoder["epochs"]) == ("complete", epoch + 2)
+    assert not open_model(vae_model).has("vocoder_checkpoint")
+
+    # a complete vocoder is only replaced after confirming; "Keep it" changes nothing
+    before = vae_model.stat().st_mtime_ns
+    page.locator("#vocoder-start").click()
+    expect(page.locator("#vocoder-question")).to_have_text(
+        "This model already has a trained vocoder. Replace it?"
+    )
+    expect(page.locator("#vocoder-answer-2")).to_be_hidden()
+    page.locator("#vocoder-dismiss").click()
+    expect(page.locator("#vocoder-message")).to_contain_text("Nothing was changed.")
+    expect(page.locator("#vocoder-dialog")).to_be_hidden()
+    assert vae_model.stat().st_mtime_ns == before
+
+
+def test_two_tabs_cannot_train_one_model_at_once(open_page, vae_model, recipes) -> None:
+    first, second = open_page(), open_page()
+    choose(second, "train-model", vae_model.stem)
+    start_tiny_vocoder(first, vae_model.stem, recipes, epochs=50)
+    expect(first.locator("#vocoder-status")).to_contain_text("Training the vocoder", timeout=60_000)
+
+    # the other tab sees the same run, and its own start is refused by the model's lock
+    expect(second.locator("#vocoder-status")).to_contain_text("Training the vocoder")
+    second.locator("#vocoder-start").click()
+    message = second.locator("#vocoder-message")
+    expect(message).to_contain_text(
+        f"model '{vae_model.stem}' is in use by the distillgan UI training its vocoder"
+    )
+    expect(message).to_contain_text("wait for it to finish or stop it")
+
+    second.locator("#vocoder-cancel").click()  # any tab can stop the run; both see the save
+    saved_epoch(first)
+    saved_epoch(second)
+
+
+def test_a_failure_inside_training_is_shown(page, served, corpus, recipes) -> None:
+    from tests.ui.conftest import _train_vae
+
+    moved = corpus.parent / "corpus-that-moves"
+    shutil.copytree(corpus, moved)
+    path = served.models_dir / "orphan.distillgan"
+    _train_vae(path, moved)
+    shutil.rmtree(moved)
+
+    start_tiny_vocoder(page, "orphan", recipes, epochs=2)
+    status = page.locator("#vocoder-status")
+    expect(status).to_contain_text("Training failed", timeout=60_000)
+    expect(status).to_contain_text(str(moved))
+    expect(status).to_contain_text("Advanced → 'Corpus folder, if it moved'")  # what to do, in UI terms
+    expect(page.locator("#vocoder-cancel")).to_be_disabled()
+    assert not open_model(path).has("vocoder")
