@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,33 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.setenv("DISTILLGAN_MODELS_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def vae_model(tiny_corpus: Path, models_dir: Path) -> Path:
+    """``models_dir/tiny.distillgan`` as ``train vae`` leaves it: a (tiny, untrained) VAE and the
+    manifest of ``tiny_corpus``; ready for ``train vocoder``."""
+    from distillgan.audio import build_manifest, load_corpus
+    from distillgan.config import load_vae_config
+    from distillgan.lightning_modules.vae import VAEModule
+    from distillgan.modelfile import ModelLock, Section, write_model
+
+    cfg = load_vae_config(None, {"model": {"latent_dim": 4, "channels": [16, 16]}, "train": {"epochs": 1}})
+    progress = {"status": "complete", "epoch": 1, "epochs_completed": 1, "total_epochs": 1, "steps": 1}
+    sections = VAEModule(cfg).model_file_sections(progress)
+    sections["dataset"] = Section(attrs={"manifest": build_manifest(load_corpus(tiny_corpus))})
+    path = models_dir / "tiny.distillgan"
+    with ModelLock(path, owner="test") as lock:
+        write_model(path, sections, lock=lock, create=True)
+    return path
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny networks run faster on one intra-op thread, and 2 shared cores are not oversubscribed."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

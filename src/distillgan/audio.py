@@ -8,9 +8,11 @@ an error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -96,6 +98,11 @@ _AUDIO_MAGIC: tuple[bytes, ...] = (
     b".snd",
 )
 _HEADER_BYTES = 16
+# libsndfile's header log notes a data chunk that claims more bytes than the file holds, e.g.
+# "data : 176400 (should be 105822)" (WAV) or " SSND : 176408 (should be 105826)" (AIFF).
+_CUT_SHORT_RE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# Streaming writers that never learn the length put a "maximum" size there: not a truncation.
+_SIZE_UNKNOWN = 0xFFFF0000
 
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
 
@@ -205,8 +212,18 @@ def _name_list(names: list[str], limit: int = 5) -> str:
 # --- reading ---------------------------------------------------------------------------
 
 
-def _read_raw(path: Path) -> tuple[np.ndarray, int]:
-    """Decode a file as float32 ``(frames, channels)``, or raise :class:`_Unreadable`."""
+def _cut_short(log: str) -> bool:
+    """Whether libsndfile's header log says the audio data runs past the end of the file."""
+    return any(
+        int(present) < int(declared) < _SIZE_UNKNOWN for declared, present in _CUT_SHORT_RE.findall(log)
+    )
+
+
+def _read_raw(path: Path) -> tuple[np.ndarray, int, bool]:
+    """Decode a file as float32 ``(frames, channels)``, or raise :class:`_Unreadable`.
+
+    Also returns whether the file was cut short (libsndfile then reads what is there).
+    """
     try:
         # Opened by us first so permissions and missing files get their own clear reason,
         # and so the first bytes can tell "damaged sound file" from "not a sound file".
@@ -223,10 +240,12 @@ def _read_raw(path: Path) -> tuple[np.ndarray, int]:
     if not header:
         raise _Unreadable("empty (0 bytes)")
     try:
-        data, sample_rate = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(path) as handle:
+            data = handle.read(dtype="float32", always_2d=True)
+            sample_rate, cut_short = handle.samplerate, _cut_short(handle.extra_info)
     except (sf.SoundFileError, RuntimeError, ValueError, EOFError, OSError):
         raise _Unreadable("unreadable or corrupt" if _looks_like_audio(header) else "not audio") from None
-    return data, int(sample_rate)
+    return data, int(sample_rate), cut_short
 
 
 def _looks_like_audio(header: bytes) -> bool:
@@ -251,7 +270,7 @@ def load_audio(path: Path | str) -> np.ndarray:
     """
     path = Path(path)
     try:
-        data, sample_rate = _read_raw(path)
+        data, sample_rate, _ = _read_raw(path)  # a cut-short file is vocoded as far as it goes
     except _Unreadable as exc:
         raise CorpusError(f"cannot read {path}: {exc.reason}") from None
     return _to_44k(_downmix(data), sample_rate)
@@ -261,7 +280,7 @@ def check_file(path: Path | str) -> tuple[FileVerdict, np.ndarray | None]:
     """Load and validate one file: its verdict, and its mono 44.1 kHz audio when usable."""
     path = Path(path)
     try:
-        data, sample_rate = _read_raw(path)
+        data, sample_rate, cut_short = _read_raw(path)
     except _Unreadable as exc:
         return FileVerdict(path, False, exc.reason), None
     frames, channels = data.shape
@@ -270,6 +289,8 @@ def check_file(path: Path | str) -> tuple[FileVerdict, np.ndarray | None]:
     def bad(reason: str) -> tuple[FileVerdict, None]:
         return FileVerdict(path, False, reason, duration_s, sample_rate, channels), None
 
+    if cut_short:  # an interrupted copy or download: the user has the whole file somewhere
+        return bad(f"truncated (the file ends after {duration_s:.2f} s, before its audio data does)")
     if frames == 0:
         return bad("empty (0 samples)")
     if not np.isfinite(data).all():
@@ -354,7 +375,14 @@ def write_audio(path: Path | str, audio: np.ndarray, sample_rate: int, subtype: 
             f"refusing to write {path}: peak {float(np.abs(audio).max()):.3f} exceeds 1.0 "
             f"and {subtype} would clip (normalise or clip first)"
         )
-    sf.write(str(path), audio, int(sample_rate), subtype=subtype)
+    existed = os.path.lexists(path)
+    try:
+        sf.write(str(path), audio, int(sample_rate), subtype=subtype)
+    except BaseException:
+        if not existed:  # no half-written file left behind (e.g. the disk filled up)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
 
 
 # --- the corpus ------------------------------------------------------------------------

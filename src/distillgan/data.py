@@ -12,33 +12,42 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import lightning as L
 import torch
 
 
 def hold_out(
     sequences: Sequence[torch.Tensor], clip_len: int, count: int, min_remaining: int
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Cut ``count`` clips of ``clip_len`` (last axis) off the ends of the longest sequences.
+    """Cut ``count`` clips of ``clip_len`` (last axis) off the ends of corpus files.
 
-    Returns the training sequences (with the clips removed) and the held-out clips. A file
-    only gives up a clip while at least ``min_remaining`` remains for training, so a tiny
-    corpus keeps something to train on; if no file is long enough, the clip is taken from
-    the longest file *without* removing it (held-out then overlaps training: honest but
-    optimistic figures on a corpus that small).
+    Returns the training sequences (with the clips removed) and the held-out clips. Clips
+    come first from files spread evenly over the corpus order (one each: the held-out set
+    covers the corpus's variety, not just its first files), then from whichever file is
+    longest. A file only gives up a clip while at least ``min_remaining`` remains for
+    training, so a tiny corpus keeps something to train on; if no file is long enough, one
+    clip is taken from the longest file *without* removing it (held-out then overlaps
+    training: honest but optimistic figures on a corpus that small).
     """
     train = list(sequences)
     clips: list[torch.Tensor] = []
-    for _ in range(count):
+
+    def cut(i: int) -> None:
+        clips.append(train[i][..., -clip_len:].clone())
+        train[i] = train[i][..., :-clip_len]
+
+    eligible = [i for i, seq in enumerate(train) if seq.shape[-1] - clip_len >= min_remaining]
+    spread = min(count, len(eligible))
+    for k in range(spread):
+        cut(eligible[k * len(eligible) // spread])
+    while len(clips) < count:
         longest = max(range(len(train)), key=lambda i: train[i].shape[-1])
-        seq = train[longest]
-        if seq.shape[-1] - clip_len >= min_remaining:
-            clips.append(seq[..., -clip_len:].clone())
-            train[longest] = seq[..., :-clip_len]
-        elif not clips:
-            clips.append(_fit_length(seq, clip_len))
+        if train[longest].shape[-1] - clip_len < min_remaining:
             break
-        else:
-            break
+        cut(longest)
+    if not clips:
+        longest = max(range(len(train)), key=lambda i: train[i].shape[-1])
+        clips.append(_fit_length(train[longest], clip_len))
     return train, clips
 
 
@@ -52,9 +61,11 @@ def _fit_length(seq: torch.Tensor, length: int, fill: float = 0.0) -> torch.Tens
 class RandomCropLoader:
     """An iterable of ``batches_per_epoch`` batches of random crops, with resumable state.
 
-    Sequences are concatenated into one buffer (moved to ``device`` by :meth:`to`); each
+    Sequences are concatenated into one buffer (moved to a device by :meth:`to`); each
     batch picks files with probability proportional to their length and a uniform offset
-    inside each, from a generator seeded by the batch's global index.
+    inside each, from a generator seeded by ``(seed, rank, index of the batch in the run)``.
+    Sequences shorter than a crop are padded with ``fill``. ``state_dict``/``load_state_dict``
+    follow Lightning's stateful-loader protocol: a resumed run continues with the next batch.
     """
 
     def __init__(
@@ -65,6 +76,7 @@ class RandomCropLoader:
         *,
         seed: int = 0,
         rank: int = 0,
+        world_size: int = 1,
         fill: float = 0.0,
         batches_per_epoch: int | None = None,
     ) -> None:
@@ -81,8 +93,10 @@ class RandomCropLoader:
         self._weights = lengths.double()
         self.buffer = torch.cat(list(padded), dim=-1)
         total = int(lengths.sum())
-        # an epoch sees about the corpus's total length once, and is never empty
-        self.batches_per_epoch = batches_per_epoch or max(1, math.ceil(total / (crop_len * batch_size)))
+        # an epoch sees about the corpus's total length once (across all processes), never zero batches
+        self.batches_per_epoch = batches_per_epoch or max(
+            1, math.ceil(total / (crop_len * batch_size * max(1, world_size)))
+        )
         self._produced = 0  # batches handed out over the whole run
         self._resume_position = 0  # batches of the current epoch already consumed before a resume
 
@@ -118,3 +132,33 @@ class RandomCropLoader:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._produced = int(state["produced"])
         self._resume_position = self._produced % self.batches_per_epoch
+
+
+class CropDataModule(L.LightningDataModule):
+    """Base of the stage DataModules: keeps the crop loader's position in every checkpoint.
+
+    Lightning restores a loader's position only when it resumes mid-epoch; an epoch-end
+    checkpoint would otherwise restart the crops from batch 0. The DataModule's own state is
+    always saved and restored, so the position goes there too (subclasses set
+    ``train_loader`` in ``setup``; a state loaded before that is applied then).
+    """
+
+    train_loader: RandomCropLoader | None = None
+    _pending_loader_state: dict[str, Any] | None = None
+
+    def _attach_loader(self, loader: RandomCropLoader) -> None:
+        self.train_loader = loader
+        if self._pending_loader_state is not None:
+            loader.load_state_dict(self._pending_loader_state)
+            self._pending_loader_state = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.train_loader.state_dict() if self.train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if self.train_loader is None:
+            self._pending_loader_state = dict(state_dict)
+        else:
+            self.train_loader.load_state_dict(state_dict)

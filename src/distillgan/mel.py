@@ -27,16 +27,22 @@ def _basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Mel filterbank (n_mels, n_fft//2+1) and Hann window, cached per device."""
     key = (device.type, device.index)
     if key not in _basis_cache:
-        fbank = torchaudio.functional.melscale_fbanks(
-            n_freqs=N_FFT // 2 + 1,
-            f_min=F_MIN,
-            f_max=F_MAX,
-            n_mels=N_MELS,
-            sample_rate=SAMPLE_RATE,
-            norm="slaney",
-            mel_scale="slaney",
-        ).T.contiguous()
-        window = torch.hann_window(WIN_LENGTH)
+        # float32 whatever the default dtype (Lightning's "bf16-true"/"64-true" change it)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
+        try:
+            fbank = torchaudio.functional.melscale_fbanks(
+                n_freqs=N_FFT // 2 + 1,
+                f_min=F_MIN,
+                f_max=F_MAX,
+                n_mels=N_MELS,
+                sample_rate=SAMPLE_RATE,
+                norm="slaney",
+                mel_scale="slaney",
+            ).T.contiguous()
+            window = torch.hann_window(WIN_LENGTH)
+        finally:
+            torch.set_default_dtype(default)
         _basis_cache[key] = (fbank.to(device), window.to(device))
     return _basis_cache[key]
 

@@ -17,6 +17,7 @@ imported on first tensor use.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -25,7 +26,7 @@ import re
 import secrets
 import shutil
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,6 +58,7 @@ MAX_DEPTH = 32
 MAX_ATTRS = 10_000
 
 _TMP_MARK = ".tmp-"
+_TMP_TAIL_RE = re.compile(r"([0-9]{1,12})-[0-9a-f]{8}")  # after the mark: writer's pid, random token
 _BF16_ATTR = "torch_dtype"
 # deflate cannot compress better than about 1032:1, so more declared bytes than this means
 # the dataset would be filled from nothing (unwritten chunks) -- a memory bomb, not weights.
@@ -385,6 +387,12 @@ def _read_tensors(
     datasets = _collect_datasets(group)
     if expected is not None:
         _check_expected({name: ds.shape for name, ds in datasets.items()}, expected, where)
+        for name, ds in datasets.items():  # network weights: anything but floats is not ours
+            if ds.dtype.kind != "f" and _plain_attr(ds, _BF16_ATTR) != "bfloat16":
+                raise ModelFileError(
+                    f"{where}/{name} holds {_describe_dtype(ds.dtype)} values, not float weights;"
+                    " refusing to read it"
+                )
     # every check happens before the first byte of data is read or allocated
     total = sum(_checked_nbytes(ds, f"{where}/{name}") for name, ds in datasets.items())
     if total > MAX_READ_BYTES:
@@ -448,7 +456,8 @@ class ModelReader:
     ) -> dict[str, torch.Tensor]:
         """Tensors below ``section[/prefix]`` by relative name ("a/b" for nested groups).
 
-        With ``expected`` the names and shapes must match exactly. Give a ``prefix`` (e.g.
+        With ``expected`` (network weights) the names and shapes must match exactly and the
+        values must be floating point. Give a ``prefix`` (e.g.
         "generator") when the section also holds other tensors such as a packed tree.
         """
         with self._open() as f:
@@ -544,7 +553,9 @@ def _write_tensor(group: h5py.Group, name: str, value: torch.Tensor | np.ndarray
         ds.attrs[_BF16_ATTR] = tag
 
 
-def _write_section(out: h5py.File, name: str, section: Section) -> None:
+def _write_section(
+    out: h5py.File, name: str, section: Section, check: Callable[[], None] = lambda: None
+) -> None:
     group = out.create_group(name)
     for key, value in section.attrs.items():
         if not isinstance(key, str) or not key:
@@ -557,27 +568,117 @@ def _write_section(out: h5py.File, name: str, section: Section) -> None:
     _check_tensor_names(set(section.tensors), name)
     for tensor_name, value in section.tensors.items():
         _write_tensor(group, tensor_name, value)
+        check()
+
+
+class _GuardedFile:
+    """The file object HDF5 writes a new model file through (h5py's "fileobj" driver).
+
+    HDF5 cannot recover from a failed write (disk full, quota, I/O error): its close then fails
+    as well and leaves the library broken -- a stream of errors, sometimes a crash at exit. So a
+    failed write is never reported to HDF5. The error is recorded, the bytes HDF5 meant to write
+    are kept in memory (it reads back what it wrote), and :meth:`check` raises the error from
+    our own code at the next safe point; HDF5 then closes cleanly and the temp file is deleted.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pos = 0
+        self._size = 0
+        self.error: OSError | None = None
+        self._held: list[tuple[int, bytes]] = []
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _fail(self, exc: OSError) -> None:
+        if self.error is None:
+            self.error = exc
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}.get(whence, 0)
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        size = max(0, self._size - self._pos) if size < 0 else size
+        data = bytearray(size)  # HDF5 expects exactly ``size`` bytes, zeros past the end
+        got = 0
+        try:
+            while got < size:
+                chunk = os.pread(self._fd, size - got, self._pos + got)
+                if not chunk:
+                    break
+                data[got : got + len(chunk)] = chunk
+                got += len(chunk)
+        except OSError as exc:
+            self._fail(exc)
+        for start, held in self._held:
+            low, high = max(start, self._pos), min(start + len(held), self._pos + size)
+            if low < high:
+                data[low - self._pos : high - self._pos] = held[low - start : high - start]
+        self._pos += size
+        return bytes(data)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        count = len(view)
+        if self.error is None:
+            try:
+                done = 0
+                while done < count:
+                    written = os.pwrite(self._fd, view[done:], self._pos + done)
+                    if written <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    done += written
+            except OSError as exc:
+                self._fail(exc)
+        if self.error is not None:
+            self._held.append((self._pos, view.tobytes()))
+        self._pos += count
+        self._size = max(self._size, self._pos)
+        return count
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._pos if size is None else size
+        if self.error is None:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as exc:
+                self._fail(exc)
+        self._size = size
+        return size
+
+    def flush(self) -> None:
+        """Nothing to do: bytes go straight to the file; :func:`_build` fsyncs it at the end."""
 
 
 def _build(tmp: Path, old: Path | None, sections: Mapping[str, Section | None], created: str | None) -> None:
-    with h5py.File(tmp, "x") as out:
-        if old is not None:
-            with _damaged_file_errors(old), h5py.File(old, "r") as src:
-                for name in src:
-                    if name not in sections:
-                        src.copy(src[name], out, name=name)  # attributes and nested data come along
-        for name, section in sections.items():
-            if section is not None:
-                _write_section(out, name, section)
-        now = _utc_now()
-        out.attrs["format"] = FORMAT
-        out.attrs["schema_version"] = SCHEMA_VERSION
-        out.attrs["app_version"] = __version__
-        out.attrs["created"] = created or now
-        out.attrs["updated"] = now
-    # closing flushed HDF5's buffers; fsync gets the bytes on disk before the rename makes them live
-    fd = os.open(tmp, os.O_RDONLY)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
+        guard = _GuardedFile(fd)
+        with h5py.File(guard, "w") as out:
+            if old is not None:
+                with _damaged_file_errors(old), h5py.File(old, "r") as src:
+                    for name in src:
+                        if name not in sections:
+                            src.copy(src[name], out, name=name)  # attributes and nested data come along
+                guard.check()  # outside: a failed write is not a damaged old file
+            for name, section in sections.items():
+                if section is not None:
+                    _write_section(out, name, section, guard.check)
+            now = _utc_now()
+            out.attrs["format"] = FORMAT
+            out.attrs["schema_version"] = SCHEMA_VERSION
+            out.attrs["app_version"] = __version__
+            out.attrs["created"] = created or now
+            out.attrs["updated"] = now
+        guard.check()  # closing flushed HDF5's last buffers through the guard
+        # fsync gets the bytes on disk before the rename makes them live
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -620,7 +721,12 @@ def write_model(
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise ModelFileError(f"cannot write {target} ({_brief(exc)})") from exc
+        kept = "the model file is unchanged" if exists else "nothing was written"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ModelFileError(
+                f"not enough disk space to write {target} ({os.strerror(exc.errno)}); {kept}"
+            ) from exc
+        raise ModelFileError(f"cannot write {target} ({_brief(exc)}); {kept}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -655,6 +761,43 @@ def _describe_holder(raw: bytes) -> str:
         today = moment.date() == datetime.now().astimezone().date()
         details.append("since " + moment.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M:%S"))
     return f"{text} ({', '.join(details)})" if details else text
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OverflowError, ValueError):  # not a pid this system can have
+        return False
+    return True
+
+
+def _remove_orphaned_temps(target: Path) -> None:
+    """Delete temp files that writes of ``target`` left behind when their process died (kill -9,
+    power cut, OOM killer): ``.<name>.tmp-<pid>-<8 hex>`` files whose pid is gone.
+
+    Only a lock holder calls this. Holding the lock already means no other writer is at work;
+    the dead-pid test is a second guard. Best effort: a temp file left in place is harmless
+    (hidden, and never listed as a model), it only wastes space.
+    """
+    prefix = f".{target.name}{_TMP_MARK}"
+    try:
+        entries = [e for e in os.scandir(target.parent) if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for entry in entries:
+        match = _TMP_TAIL_RE.fullmatch(entry.name[len(prefix) :])
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
 
 
 class ModelLock:
@@ -713,6 +856,7 @@ class ModelLock:
             os.close(fd)  # closing the only descriptor releases the flock
             raise self._cannot_lock(exc) from exc
         self._fd, self._pid = fd, os.getpid()
+        _remove_orphaned_temps(self.path)
         return self
 
     def release(self) -> None:

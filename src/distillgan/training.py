@@ -17,6 +17,7 @@ from typing import Any
 
 from distillgan.audio import Corpus, build_manifest
 from distillgan.config import VAEConfig
+from distillgan.errors import ConfigError
 from distillgan.modelfile import ModelLock, Section
 from distillgan.progress import CancelToken, ProgressListener
 
@@ -79,6 +80,30 @@ def steps_per_epoch(lengths: list[int], crop: int, batch_size: int) -> int:
     return max(1, math.ceil(sum(lengths) / (crop * batch_size)))
 
 
+def check_model_corpus(
+    manifest: dict[str, Any], *, audio_dir: Path | None = None, accept_changes: bool = False
+) -> Any:
+    """Compare a model's corpus manifest with the disk (cheap: hashes only files whose mtime moved).
+
+    Raises :class:`~distillgan.errors.CorpusError` naming the missing or changed files unless
+    ``accept_changes``, or when none of the files is left; returns the ``ManifestCheck``.
+    """
+    from distillgan.audio import check_manifest
+    from distillgan.errors import CorpusError
+
+    check = check_manifest(manifest, audio_dir)
+    if not check.root_found:
+        raise CorpusError(f"{check.describe()}: point to it with --audio-dir DIR")
+    if not check.ok and not accept_changes:
+        raise CorpusError(
+            f"the corpus no longer matches the model: {check.describe()}; "
+            "use --audio-dir if it moved, or --accept-corpus-changes to train on what is there"
+        )
+    if len(check.missing) == check.total:
+        raise CorpusError(f"none of the model's {check.total} corpus files are under {check.root}")
+    return check
+
+
 def load_model_corpus(
     manifest: dict[str, Any],
     *,
@@ -91,26 +116,22 @@ def load_model_corpus(
     Missing or changed files are named; training refuses such a corpus unless
     ``accept_changes``, and then uses the files that are there as they are now.
     """
-    from distillgan.audio import check_manifest, load_corpus
-    from distillgan.errors import CorpusError
+    from distillgan.audio import load_corpus
 
-    check = check_manifest(manifest, audio_dir)
-    if not check.root_found:
-        raise CorpusError(f"{check.describe()}: point to it with --audio-dir DIR")
-    if not check.ok and not accept_changes:
-        raise CorpusError(
-            f"the corpus no longer matches the model: {check.describe()}; "
-            "use --audio-dir if it moved, or --accept-corpus-changes to train on what is there"
-        )
+    check = check_model_corpus(manifest, audio_dir=audio_dir, accept_changes=accept_changes)
     present = [f["path"] for f in manifest["files"] if f["path"] not in set(check.missing)]
-    if not present:
-        raise CorpusError(f"none of the model's {check.total} corpus files are under {check.root}")
     return load_corpus(check.root, paths=present, on_skip=on_skip)
 
 
 def _strategy(strategy: str) -> str:
-    # the GAN steps touch generator and discriminators in separate backward passes
-    return "ddp_find_unused_parameters_true" if strategy == "ddp" else strategy
+    """Lightning's DDP strategies, made to tolerate parameters without gradients in a backward.
+
+    The GAN step runs one backward per network (and the warm-up never touches the
+    discriminators), which plain DDP reports as an error.
+    """
+    if strategy in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook"):
+        return f"{strategy}_find_unused_parameters_true"
+    return strategy
 
 
 def _trainer(
@@ -134,6 +155,27 @@ def _trainer(
         version=f"{stage}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
         default_hp_metric=False,
     )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return _build_trainer(
+            L, logger, max_epochs, options, callbacks, precision, val_every, steps_per_epoch
+        )
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
+        # e.g. an unknown --accelerator, a GPU asked for on a machine without one, a bad --devices
+        raise ConfigError(f"cannot set up training: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _build_trainer(
+    L: Any,
+    logger: Any,
+    max_epochs: int,
+    options: TrainerOptions,
+    callbacks: list[Any],
+    precision: str,
+    val_every: int,
+    steps_per_epoch: int,
+) -> Any:
     return L.Trainer(
         max_epochs=max_epochs,
         accelerator=options.accelerator,
@@ -150,6 +192,42 @@ def _trainer(
         check_val_every_n_epoch=val_every,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
     )
+
+
+def _drop_if_unreadable(model_path: Path) -> None:
+    """Delete a model file that cannot be read (nothing in it to keep): a new run could not
+    build on it. Called with the model's lock held."""
+    from distillgan.errors import ModelFileError
+    from distillgan.modelfile import open_model
+
+    if model_path.exists():
+        try:
+            open_model(model_path)
+        except ModelFileError:
+            model_path.unlink()
+
+
+def _fit(trainer: Any, module: Any, datamodule: Any, model_path: Path, resume: bool, checkpoint: Any) -> None:
+    """``trainer.fit``, resuming from the state saved in ``model_path`` when ``resume``.
+
+    That state comes from a file (untrusted): until training starts, a failure to restore it
+    (weights that do not fit the network, a damaged loop or optimizer state) is the file's
+    fault and becomes one clear error instead of a crash.
+    """
+    from distillgan.errors import DistillganError, ModelFileError
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(model_path) if resume else None)
+    except DistillganError:
+        raise
+    except Exception as exc:
+        if not resume or checkpoint.started:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelFileError(
+            f"cannot resume from the training state saved in {model_path}: it is damaged or does not "
+            f"fit this run ({first}); start over with --fresh"
+        ) from exc
 
 
 def _result(trainer: Any, checkpoint: Any, cancel: CancelToken, model_path: Path) -> RunResult:
@@ -199,13 +277,17 @@ def train_vae(
     module.vae.set_normalization(*datamodule.mel_statistics())
     val_every = max(1, epochs // 50)
     dataset = Section(attrs={"manifest": build_manifest(corpus)})
+    if not resume and lock is not None and lock.held:
+        _drop_if_unreadable(model_path)
     checkpoint = ModelFileCheckpoint(
         model_path,
         "vae",
         every_n_epochs=max(val_every, epochs // 10),
         lock=lock,
         owner="distillgan train vae",
-        extra_sections={} if resume else {"dataset": dataset},
+        # A new run replaces a model with its first save, atomically: until then the old model
+        # (its vocoder too) stays whole, whatever happens to this run (kill, crash, full disk).
+        extra_sections={} if resume else {"dataset": dataset, "vocoder": None, "vocoder_checkpoint": None},
         listener=listener,
     )
     callbacks: list[Any] = [CancelOnRequest(cancel), checkpoint]
@@ -221,7 +303,7 @@ def train_vae(
         val_every=val_every,
         steps_per_epoch=per_epoch,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(model_path) if resume else None)
+    _fit(trainer, module, datamodule, model_path, resume, checkpoint)
     return _result(trainer, checkpoint, cancel, model_path)
 
 
@@ -236,6 +318,7 @@ def train_vocoder(
     options: TrainerOptions | None = None,
     resume: bool = False,
     epochs: int | None = None,
+    extra_callbacks: list[Any] | None = None,
 ) -> RunResult:
     """Train (or resume) the per-model HiFi-GAN vocoder of ``model_path`` on ``corpus``.
 
@@ -273,6 +356,7 @@ def train_vocoder(
     ]
     if listener is not None:
         callbacks.append(ProgressReporter(listener, "vocoder"))
+    callbacks.extend(extra_callbacks or [])
     options = TrainerOptions(**{**options.__dict__, "strategy": _strategy(options.strategy)})
     trainer = _trainer(
         model_path=model_path,
@@ -284,5 +368,5 @@ def train_vocoder(
         val_every=1,
         steps_per_epoch=per_epoch,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(model_path) if resume else None)
+    _fit(trainer, module, datamodule, model_path, resume, checkpoint)
     return _result(trainer, checkpoint, cancel, model_path)

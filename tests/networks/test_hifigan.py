@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from distillgan.config import from_dict
 from distillgan.errors import ConfigError
 from distillgan.mel import HOP_LENGTH, N_MELS
 from distillgan.networks.hifigan import (
+    LRELU_SLOPE,
     Discriminators,
     Generator,
     HiFiGANConfig,
+    PeriodDiscriminator,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -147,6 +150,34 @@ def test_discriminators_return_five_period_and_three_scale_outputs() -> None:
         assert logit.shape[0] == 3
         assert all(m.shape[0] == 3 for m in maps)
         torch.testing.assert_close(logit, maps[-1].flatten(1))
+
+
+def _paper_period_discriminator(d: PeriodDiscriminator, y: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """The paper's formulation: fold to (B, 1, T/p, p) and run 2-D convs with (k, 1) kernels."""
+    b, c, t = y.shape
+    if t % d.period:
+        y = F.pad(y, (0, d.period - t % d.period), mode="reflect")
+    x = y.view(b, c, -1, d.period)
+    features = []
+    for conv in [*d.convs, d.conv_post]:
+        x = F.conv2d(x, conv.weight[..., None], conv.bias, (conv.stride[0], 1), (conv.padding[0], 0))
+        if conv is not d.conv_post:
+            x = F.leaky_relu(x, LRELU_SLOPE)
+        features.append(x)
+    return x.flatten(1), features
+
+
+@pytest.mark.parametrize("period", [2, 3, 11])
+def test_period_discriminator_equals_the_papers_2d_formulation(period: int) -> None:
+    d = PeriodDiscriminator(period, channel_divisor=16)
+    y = torch.randn(2, 1, 3001)
+    with torch.no_grad():
+        logits, features = d(y)
+        ref_logits, ref_features = _paper_period_discriminator(d, y)
+    # same values per example; the feature layout is (B, p, C, T/p) instead of (B, C, T/p, p)
+    torch.testing.assert_close(logits.sort().values, ref_logits.sort().values, rtol=1e-5, atol=1e-6)
+    for ours, ref in zip(features, ref_features, strict=True):
+        torch.testing.assert_close(ours, ref.permute(0, 3, 1, 2), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("divisor", [1, 2, 4, 8, 16])

@@ -13,9 +13,11 @@ from distillgan.progress import CancelToken
 class CancelOnRequest(L.Callback):
     """Stops training at the end of the current step once ``token`` is cancelled.
 
-    Under DDP a cancel seen by any rank stops every rank (a tiny all-reduce per step).
-    Setting ``trainer.should_stop`` lets :class:`ModelFileCheckpoint` save the exact
-    mid-epoch state before the loop unwinds.
+    ``token`` is a :class:`~distillgan.progress.CancelToken`: call ``token.cancel()`` from
+    any thread (a UI button), a signal handler (Ctrl+C) or a test. Under DDP a cancel seen
+    by any rank stops every rank (a one-number all-reduce per step). Setting
+    ``trainer.should_stop`` lets :class:`~distillgan.callbacks.ModelFileCheckpoint` save
+    the exact mid-epoch state at once.
     """
 
     def __init__(self, token: CancelToken) -> None:

@@ -17,7 +17,7 @@ import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
-from distillgan.errors import TrainingError
+from distillgan.errors import ModelFileError, TrainingError
 from distillgan.modelfile import ModelLock, Section, open_model, pack_tree, write_model
 from distillgan.progress import ProgressEvent, ProgressListener
 
@@ -75,14 +75,29 @@ def _map_tensors(tree: Any, device: Any) -> Any:
 
 
 class ModelFileCheckpoint(Checkpoint):
-    """Keeps a training run's state in its model file.
+    """Keeps a training run's state in its ``.distillgan`` model file (replaces ModelCheckpoint).
 
-    Saves every ``every_n_epochs`` epochs, at once when training is asked to stop (cancel,
-    non-finite abort) so nothing trained is lost, and at the end: then the inference
-    section is marked "complete" and the large resumable state is dropped unless
-    ``keep_checkpoint``. Holds the model's writer lock for the whole run on rank zero
-    (pass ``lock`` to reuse one the caller already holds). The module must provide
-    ``model_file_sections(progress) -> dict[str, Section]``.
+    Args:
+        model_path: the model file (created if missing; other stages in it are kept as they are).
+        stage: ``"vocoder"`` or ``"vae"``: the module's inference section goes to ``/<stage>``,
+            Lightning's whole checkpoint to ``/<stage>_checkpoint``.
+        every_n_epochs: also save at the end of every N-th epoch.
+        keep_checkpoint: keep the resumable state after the last epoch (to extend the run later).
+        lock: the model's held :class:`~distillgan.modelfile.ModelLock`; without one, rank zero
+            takes the lock for the run (another process writing the same model is refused).
+        owner: who holds the lock, shown to anyone refused.
+        extra_sections: more sections written with the first save (e.g. the corpus manifest;
+            None deletes a section).
+        listener: receives a ``checkpoint`` :class:`~distillgan.progress.ProgressEvent` per save.
+
+    Saves at once when training is asked to stop mid-epoch (``trainer.should_stop``, e.g.
+    :class:`CancelOnRequest`; on an epoch's last batch, after that epoch's validation) and
+    when a :class:`~distillgan.errors.TrainingError` stops it, so nothing trained is lost;
+    and at the end, when the inference section is marked "complete". Every write replaces
+    the file atomically, on rank zero only. Resume with
+    ``trainer.fit(module, datamodule=..., ckpt_path=model_path)``: weights, optimizers,
+    schedulers, loop counters, the data position and RNG states come back exactly.
+    The LightningModule must provide ``model_file_sections(progress) -> dict[str, Section]``.
     """
 
     def __init__(
@@ -94,7 +109,7 @@ class ModelFileCheckpoint(Checkpoint):
         keep_checkpoint: bool = False,
         lock: ModelLock | None = None,
         owner: str = "distillgan training",
-        extra_sections: dict[str, Section] | None = None,
+        extra_sections: dict[str, Section | None] | None = None,
         listener: ProgressListener | None = None,
     ) -> None:
         self.model_path = Path(model_path)
@@ -108,8 +123,11 @@ class ModelFileCheckpoint(Checkpoint):
         self._own_lock = False
         self._stopped = False
         self.last_saved: dict[str, Any] | None = None
+        self.started = False  # training began (a resumed state was restored and checked)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stopped = False
+        self.started = False
         if trainer.is_global_zero and self.lock is None:
             self.lock = ModelLock(self.model_path, owner=self.owner).acquire()
             self._own_lock = True
@@ -141,7 +159,7 @@ class ModelFileCheckpoint(Checkpoint):
 
     def save(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str) -> None:
         progress = self._progress(trainer, status)
-        sections: dict[str, Section] = {}
+        sections: dict[str, Section | None] = {}
         if trainer.is_global_zero:
             sections = {**self.extra_sections, **pl_module.model_file_sections(progress)}  # type: ignore[operator]
         drop = status == "complete" and not self.keep_checkpoint
@@ -163,8 +181,16 @@ class ModelFileCheckpoint(Checkpoint):
                 )
             )
 
+    @staticmethod
+    def _epoch_finished(trainer: L.Trainer) -> bool:
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return done >= trainer.num_training_batches
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if trainer.should_stop and not self._stopped:
+        # asked to stop (cancel): save this exact mid-epoch state at once. On an epoch's last
+        # batch the epoch is let finish (its validation runs) and saved in on_train_epoch_end,
+        # like any epoch-end checkpoint, so the resumed run repeats nothing and skips nothing.
+        if trainer.should_stop and not self._stopped and not self._epoch_finished(trainer):
             self._stopped = True
             self.save(trainer, pl_module, "partial")
 
@@ -172,8 +198,32 @@ class ModelFileCheckpoint(Checkpoint):
         if self._stopped:
             return
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
-        if not last and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if last:
+            return  # on_train_end writes the finished run
+        if trainer.should_stop:
+            self._stopped = True
             self.save(trainer, pl_module, "partial")
+        elif (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.save(trainer, pl_module, "partial")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed optimizer state comes from the (untrusted) file, and torch checks only the
+        # parameter counts: moments of the wrong shape or type would fail a step later on.
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    for key, value in optimizer.state.get(param, {}).items():
+                        fits = (
+                            value.dim() == 0 or (value.shape == param.shape and value.is_floating_point())
+                            if isinstance(value, torch.Tensor)
+                            else isinstance(value, (int, float))
+                        )
+                        if not fits:
+                            raise ModelFileError(
+                                f"the optimizer state saved in {self.model_path} does not fit the network "
+                                f"(its '{key}' for a {tuple(param.shape)} weight is not a matching tensor)"
+                            )
+        self.started = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._stopped:
@@ -186,6 +236,8 @@ class ModelFileCheckpoint(Checkpoint):
         if isinstance(exception, TrainingError) and not self._stopped:
             self._stopped = True
             self.save(trainer, pl_module, "partial")
+        # Lightning skips teardown hooks after an exception: free the model for the next run
+        self.teardown(trainer, pl_module, "fit")
 
     def state_dict(self) -> dict[str, Any]:
         return {"every_n_epochs": self.every_n_epochs}

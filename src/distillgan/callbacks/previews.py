@@ -14,11 +14,19 @@ from distillgan.progress import ProgressEvent, ProgressListener
 
 
 class AudioPreviews(L.Callback):
-    """Writes ``epoch-NNNN_clip-K.wav`` (and the originals as ``reference_clip-K.wav``) to
-    ``folder``, logs them to TensorBoard, and tells the listener.
+    """Writes the held-out clips as the vocoder renders them, every ``every_n_epochs`` epochs.
 
-    Reads ``pl_module.last_validation_audio`` (clips, samples), which the vocoder module
-    fills in each validation pass, so previews cost no extra inference.
+    Args:
+        folder: where the WAVs go (distillgan uses ``<models dir>/runs/<model>/previews``, one
+            folder per model): ``epoch-NNNN_clip-K.wav`` each time, and the originals once per
+            run as ``reference_clip-K.wav`` for comparison.
+        every_n_epochs: preview interval; the last epoch is always previewed.
+        listener: receives a ``preview`` :class:`~distillgan.progress.ProgressEvent` per file.
+
+    The clips are the DataModule's ``val_audio`` (never trained on), the same every time;
+    the audio is the module's ``last_validation_audio`` from that epoch's validation, so a
+    preview costs no extra inference. With a TensorBoard logger the clips are logged as
+    ``preview/clip-K`` (and the originals as ``reference/clip-K``). Rank zero only.
     """
 
     def __init__(
@@ -28,15 +36,21 @@ class AudioPreviews(L.Callback):
         self.every_n_epochs = max(1, every_n_epochs)
         self.listener = listener
         self.written: list[Path] = []
+        self._references_written = False
 
-    def _write_references(self, trainer: L.Trainer) -> None:
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._references_written = False
+
+    def _write_references(self, trainer: L.Trainer, experiment: Any) -> None:
         clips = getattr(trainer.datamodule, "val_audio", None)
-        if not clips:
-            return
-        for i, clip in enumerate(clips, start=1):
-            path = self.folder / f"reference_clip-{i}.wav"
-            if not path.exists():
-                write_audio(path, clip.float().cpu().numpy(), SAMPLE_RATE)
+        for i, clip in enumerate(clips or [], start=1):
+            clip = clip.float().cpu()
+            write_audio(self.folder / f"reference_clip-{i}.wav", clip.numpy(), SAMPLE_RATE)
+            if experiment is not None and hasattr(experiment, "add_audio"):
+                experiment.add_audio(
+                    f"reference/clip-{i}", clip[None], global_step=0, sample_rate=SAMPLE_RATE
+                )
+        self._references_written = True
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         audio: torch.Tensor | None = getattr(pl_module, "last_validation_audio", None)
@@ -46,9 +60,27 @@ class AudioPreviews(L.Callback):
         last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
         if epoch % self.every_n_epochs != 0 and not last:
             return
+        try:
+            self._write(trainer, audio, epoch)
+        except (OSError, RuntimeError) as exc:  # e.g. a full disk: soundfile raises RuntimeErrors
+            # previews are a side output: training goes on (the next checkpoint write tells
+            # the user if the disk is full), the listener says which preview is missing
+            if self.listener is not None:
+                self.listener(
+                    ProgressEvent(
+                        stage="vocoder",
+                        kind="preview",
+                        epoch=epoch,
+                        total_epochs=trainer.max_epochs or 0,
+                        message=f"preview of epoch {epoch} not written: {str(exc).strip()[:200]}",
+                    )
+                )
+
+    def _write(self, trainer: L.Trainer, audio: torch.Tensor, epoch: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._write_references(trainer)
         experiment: Any = getattr(trainer.logger, "experiment", None)
+        if not self._references_written:
+            self._write_references(trainer, experiment)
         for i, clip in enumerate(audio, start=1):
             path = self.folder / f"epoch-{epoch:04d}_clip-{i}.wav"
             write_audio(path, clip.clamp(-1, 1).numpy(), SAMPLE_RATE)

@@ -13,7 +13,18 @@ from distillgan.progress import ProgressEvent, ProgressListener
 
 
 class ProgressReporter(L.Callback):
-    """Emits start/step/epoch/end events on rank zero; step events at most every ``min_interval_s``."""
+    """Turns the run into :class:`~distillgan.progress.ProgressEvent`s for ``listener``.
+
+    Args:
+        listener: any callable taking one event (a Rich display, a UI queue, a test's list).
+        stage: ``"vocoder"`` or ``"vae"``, copied into every event.
+        min_interval_s: step events are emitted at most this often.
+
+    Emits ``start`` (``path`` = the logger's log directory), ``step``, ``epoch`` (after each
+    training epoch, validation metrics included) and ``end``, on rank zero only. Steps are
+    batches (generator steps for the vocoder), epochs count from 1, and ``eta_s`` extrapolates
+    the pace of this run.
+    """
 
     def __init__(self, listener: ProgressListener, stage: str, *, min_interval_s: float = 0.25) -> None:
         self.listener = listener
@@ -69,9 +80,8 @@ class ProgressReporter(L.Callback):
             self._last_emit = now
             self._emit(trainer, "step")
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._emit(trainer, "epoch")
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._emit(trainer, "epoch")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._emit(trainer, "end")

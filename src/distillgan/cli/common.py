@@ -83,10 +83,13 @@ def ask_yes(question: str, refuse: str) -> bool:
 
 
 def load_corpus_verbose(folder: Path, console: Any, err: Any, **kwargs: Any) -> Any:
+    from rich.markup import escape
+
     from distillgan.audio import FEW_FILES_WARNING_THRESHOLD, load_corpus
 
+    # escape(): a file name may hold "[...]", which Rich would read as markup
     corpus = load_corpus(
-        folder, on_skip=lambda v: err.print(f"[yellow]warning:[/yellow] {v.describe()}"), **kwargs
+        folder, on_skip=lambda v: err.print(f"[yellow]warning:[/yellow] {escape(v.describe())}"), **kwargs
     )
     if len(corpus.files) < FEW_FILES_WARNING_THRESHOLD:
         err.print(

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
@@ -68,8 +69,12 @@ class TrainingDisplay:
             self.last = event
             self.progress.update(self.task, total=event.total_steps or None, completed=event.step)
             self.live.update(self._render())
+        elif event.kind == "preview" and event.path is None:  # it could not be written
+            self.console.print(f"[yellow]warning:[/yellow] {escape(event.message)}", soft_wrap=True)
         elif event.kind == "preview":
-            self.console.print(f"[dim]preview (epoch {event.epoch}): {event.path}[/dim]")
+            self.console.print(
+                f"[dim]preview (epoch {event.epoch}): {escape(event.path)}[/dim]", soft_wrap=True
+            )
 
     def __enter__(self) -> TrainingDisplay:
         self.live.__enter__()
@@ -77,6 +82,8 @@ class TrainingDisplay:
 
     def __exit__(self, *exc: Any) -> None:
         self.live.__exit__(*exc)
+        if not self.console.is_terminal:
+            self.console.line()  # Rich ends the last frame with a newline only on a terminal
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ def stage_summary(reader: Any) -> str:
 @models_dir_option
 def model_list(models_dir: Path | None) -> None:
     """Models in the models folder: name, stages, size, dates."""
+    from rich.markup import escape
     from rich.table import Table
 
     from distillgan.errors import ModelFileError
@@ -65,24 +67,30 @@ def model_list(models_dir: Path | None) -> None:
     folder = default_models_dir(models_dir)
     paths = list_models(folder)
     if not paths:
-        console.print(f"No models in {folder} yet. Create one: distillgan train vae ./my_sounds --name NAME")
+        console.print(
+            escape(f"No models in {folder} yet. Create one: distillgan train vae ./my_sounds --name NAME")
+        )
         return
-    table = Table(title=f"Models in {folder}")
+    table = Table(title=escape(f"Models in {folder}"))
     for col in ("name", "stages", "size", "created", "updated"):
         table.add_column(col)
     for path in paths:
         try:
             reader = open_model(path)
             table.add_row(
-                path.stem,
-                stage_summary(reader),
+                escape(path.stem),
+                escape(stage_summary(reader)),
                 _fmt_size(reader.size_bytes()),
-                _fmt_time(reader.root_attrs.get("created")),
-                _fmt_time(reader.root_attrs.get("updated")),
+                escape(_fmt_time(reader.root_attrs.get("created"))),
+                escape(_fmt_time(reader.root_attrs.get("updated"))),
             )
         except ModelFileError as exc:
             table.add_row(
-                path.stem, f"[red]unreadable: {exc}[/red]", _fmt_size(path.stat().st_size), "–", "–"
+                escape(path.stem),
+                f"[red]unreadable: {escape(str(exc))}[/red]",
+                _fmt_size(path.stat().st_size),
+                "–",
+                "–",
             )
     console.print(table)
 
@@ -93,6 +101,8 @@ def model_list(models_dir: Path | None) -> None:
 @models_dir_option
 def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
     """Corpus summary, VAE config and training summary, vocoder status."""
+    from rich.markup import escape
+
     from distillgan.modelfile import open_model, resolve_model
 
     path = resolve_model(name, models_dir)
@@ -107,12 +117,20 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         "stages": stage_summary(reader),
     }
     if reader.has("dataset"):
+        # the file is untrusted: every field may be missing or of any type
         manifest = json_attr(reader.attrs("dataset").get("manifest"))
-        files = manifest.get("files", [])
+        files = (
+            [f for f in manifest.get("files", []) if isinstance(f, dict)]
+            if isinstance(manifest.get("files"), list)
+            else []
+        )
+        durations = [f.get("duration_s") for f in files]
         info["corpus"] = {
             "root": manifest.get("root"),
             "files": len(files),
-            "duration_s": round(sum(float(f.get("duration_s", 0)) for f in files), 2),
+            "duration_s": round(
+                sum(d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)), 2
+            ),
         }
     if reader.has("vae"):
         attrs = reader.attrs("vae")
@@ -128,25 +146,34 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         click.echo(json.dumps(info, indent=2, default=str))
         return
     console = console_for()
-    console.print(f"[bold]{info['name']}[/bold]  {info['path']}  ({_fmt_size(info['size_bytes'])})")
+    # text from the file goes through escape(): Rich would read "[...]" in it as markup
     console.print(
-        f"stages: {info['stages']}   created {_fmt_time(info['created'])}, updated {_fmt_time(info['updated'])}"
+        f"[bold]{escape(info['name'])}[/bold]  {escape(info['path'])}  ({_fmt_size(info['size_bytes'])})"
+    )
+    console.print(
+        escape(
+            f"stages: {info['stages']}   created {_fmt_time(info['created'])}, updated {_fmt_time(info['updated'])}"
+        )
     )
     if "corpus" in info:
         c = info["corpus"]
-        console.print(f"corpus: {c['files']} files, {c['duration_s']:.1f} s, from {c['root']}")
+        console.print(escape(f"corpus: {c['files']} files, {c['duration_s']:.1f} s, from {c['root']}"))
     if "vae" in info:
-        s, m = info["vae"]["summary"], info["vae"]["config"].get("model", {})
+        s, m = info["vae"]["summary"], json_attr(info["vae"]["config"].get("model"))
         console.print(
-            f"vae: {s.get('status', '?')}, {s.get('epochs_completed', '?')}/{s.get('total_epochs', '?')} epochs, "
-            f"{s.get('steps', '?')} steps, val recon {s.get('val_recon_first')} → {s.get('val_recon_last')} "
-            f"(latent {m.get('latent_dim')}, channels {m.get('channels')})"
+            escape(
+                f"vae: {s.get('status', '?')}, {s.get('epochs_completed', '?')}/{s.get('total_epochs', '?')} epochs, "
+                f"{s.get('steps', '?')} steps, val recon {s.get('val_recon_first')} → {s.get('val_recon_last')} "
+                f"(latent {m.get('latent_dim')}, channels {m.get('channels')})"
+            )
         )
     if "vocoder" in info:
         v = info["vocoder"]
         console.print(
-            f"vocoder: {v.get('type', '?')} {v.get('status', '?')}, {v.get('epochs', '?')} epochs, "
-            f"{v.get('steps', '?')} steps, held-out mel error best {v.get('val_mel_l1_best')} last {v.get('val_mel_l1_last')}"
+            escape(
+                f"vocoder: {v.get('type', '?')} {v.get('status', '?')}, {v.get('epochs', '?')} epochs, "
+                f"{v.get('steps', '?')} steps, held-out mel error best {v.get('val_mel_l1_best')} last {v.get('val_mel_l1_last')}"
+            )
         )
     else:
-        console.print("vocoder: none yet (train one: distillgan train vocoder " + info["name"] + ")")
+        console.print(escape("vocoder: none yet (train one: distillgan train vocoder " + info["name"] + ")"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,7 @@ def train_vae_command(
     """Train the VAE stage on a folder of sounds; writes <models dir>/<name>.distillgan."""
     from distillgan.cli.display import TrainingDisplay, cancel_on_ctrl_c
     from distillgan.config import load_vae_config
-    from distillgan.modelfile import ModelLock, open_model, resolve_model
+    from distillgan.modelfile import ModelLock, new_model_path, open_model
     from distillgan.progress import CancelToken
     from distillgan.training import train_vae
 
@@ -78,18 +77,20 @@ def train_vae_command(
         overrides["train"]["precision"] = precision
     cfg = load_vae_config(config_file, overrides)
     model_name = name or Path(corpus).resolve().name
-    model_path = resolve_model(model_name, models_dir, must_exist=False)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model_path = new_model_path(model_name, models_dir)
+    try:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DistillganError(
+            f"cannot create the models folder {model_path.parent} ({exc.strerror})"
+        ) from exc
     lock = ModelLock(model_path, owner="distillgan train vae").acquire()
     try:
         resume = False
         if model_path.exists():
             reader = open_model(model_path)
             if reader.has("vae_checkpoint") and not overwrite:
-                epoch = reader.attrs("vae").get("summary", {})
-                epoch = (
-                    json.loads(epoch).get("epoch", "?") if isinstance(epoch, str) else epoch.get("epoch", "?")
-                )
+                epoch = json_attr(reader.attrs("vae").get("summary")).get("epoch", "?")
                 if resume_flag is None:
                     resume_flag = ask_choice(
                         f"Model '{model_path.stem}' has an unfinished VAE run. Resume from epoch {epoch} or start fresh?",
@@ -102,10 +103,15 @@ def train_vae_command(
                     f"model '{model_path.stem}' already exists at {model_path}: choose another --name or pass --overwrite"
                 )
             if resume:
-                cfg = load_vae_config(None, json.loads(reader.attrs("vae")["config"]))
+                stored = json_attr(reader.attrs("vae").get("config"))  # untrusted: validated below
+                if not stored:
+                    raise DistillganError(
+                        f"model '{model_path.stem}' has no usable stored VAE config to resume with: "
+                        "start over with --fresh"
+                    )
+                cfg = load_vae_config(None, stored)
         corpus_data = load_corpus_verbose(corpus, console, err)
-        if overwrite and model_path.exists() and not resume:
-            model_path.unlink()
+        # --overwrite: the run's first save replaces the model (kept whole until then)
         token = CancelToken()
         options = build_trainer_options(
             accelerator, precision, devices, num_nodes, strategy, cfg.train.accelerator
@@ -129,10 +135,48 @@ def train_vae_command(
         lock.release()
 
 
+VOCODER_RECIPES = ["vocoder", "vocoder_quick", "vocoder_tiny"]
+# DDP re-runs the command in each worker process: the first process's decisions travel with it
+_DECISION_ENV = "DISTILLGAN_VOCODER_DECISION"
+
+
+def _is_ddp_worker() -> bool:
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
+def _resume_decision(
+    name: str, flag: str | None, has_checkpoint: bool, vocoder: dict[str, Any], yes: bool
+) -> bool:
+    """Resume or start fresh, and whether replacing a finished vocoder is allowed; asks when unsure."""
+    if flag == "resume" and not has_checkpoint:
+        raise DistillganError(f"model '{name}' has no vocoder training state to resume: run without --resume")
+    if has_checkpoint and flag is None:
+        resume_epoch = int(vocoder.get("epochs") or 0) + 1
+        flag = ask_choice(
+            f"Resume from epoch {resume_epoch} or start fresh?",
+            ["resume", "fresh"],
+            "a saved vocoder training state exists: pass --resume or --fresh",
+        )
+    resume = has_checkpoint and flag == "resume"
+    if vocoder.get("status") == "complete" and not resume and not yes:
+        replace = ask_yes(
+            "This model already has a trained vocoder. Replace it?",
+            "this model already has a trained vocoder: pass --yes to replace it",
+        )
+        if not replace:
+            raise DistillganError("kept the existing vocoder; nothing changed")
+    return resume
+
+
 @click.command("vocoder")
 @click.argument("model_name", metavar="MODEL")
 @click.option(
-    "--epochs", type=click.IntRange(min=1), default=None, help="Total epochs (default adapts to corpus size)."
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Total epochs (default: the recipe's; with --resume, extends the run).",
 )
 @click.option(
     "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Generator learning rate."
@@ -180,10 +224,10 @@ def train_vae_command(
 @click.option("--yes", is_flag=True, help="Answer yes to replacing an existing trained vocoder.")
 @click.option(
     "--recipe",
-    type=click.Choice(["vocoder", "vocoder_quick"]),
+    type=click.Choice(VOCODER_RECIPES),
     default="vocoder",
     show_default=True,
-    help="Built-in recipe.",
+    help="Built-in recipe: full V2 quality, quick (CPU, minutes) or tiny (smoke test).",
 )
 @click.option(
     "--config",
@@ -216,50 +260,45 @@ def train_vocoder_command(
     strategy: str,
     models_dir: Path | None,
 ) -> None:
-    """Train the model's own HiFi-GAN V2 vocoder on its corpus (Ctrl+C saves; resume later)."""
+    """Train the model's own HiFi-GAN V2 vocoder on its corpus.
+
+    Ctrl+C saves the training state into the model file and stops (exit status 130);
+    run the command again to resume. Without a terminal, pass --resume/--fresh and --yes
+    instead of answering questions.
+    """
     import os
 
+    from rich.markup import escape
+
     from distillgan.cli.display import TrainingDisplay, cancel_on_ctrl_c
+    from distillgan.generation import load_vae
     from distillgan.lightning_modules.hifigan import load_vocoder_config
     from distillgan.modelfile import ModelLock, open_model, resolve_model
     from distillgan.progress import CancelToken
-    from distillgan.training import load_model_corpus, train_vocoder
+    from distillgan.training import check_model_corpus, load_model_corpus, run_dir, train_vocoder
 
+    worker = _is_ddp_worker()
     console, err = console_for(), console_for(stderr=True)
+    console.quiet = err.quiet = worker  # DDP workers train silently; the first process reports
     path = resolve_model(model_name, models_dir)
     reader = open_model(path)
     if not reader.has("vae"):
         raise DistillganError(f"model '{path.stem}' has no trained VAE yet: run `distillgan train vae` first")
     if not reader.has("dataset"):
         raise DistillganError(f"model '{path.stem}' has no corpus manifest: retrain its VAE")
-    # DDP re-runs this command in each worker process; the first process decided for all
-    worker = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
-    decided = os.environ.get("DISTILLGAN_RESUME_DECISION")
+    load_vae(path)  # a damaged or hostile VAE is refused now, not after hours of vocoder training
     lock = None if worker else ModelLock(path, owner="distillgan train vocoder").acquire()
     try:
         reader = open_model(path)  # re-read under the lock
-        has_checkpoint = reader.has("vocoder_checkpoint")
         vocoder = reader.attrs("vocoder") if reader.has("vocoder") else {}
-        if decided:
-            resume_flag = decided
-        elif resume_flag == "resume" and not has_checkpoint:
-            raise DistillganError(
-                f"model '{path.stem}' has no vocoder training state to resume: run without --resume"
-            )
-        elif has_checkpoint and resume_flag is None:
-            resume_flag = ask_choice(
-                f"Resume from epoch {vocoder.get('epoch', '?')} or start fresh?",
-                ["resume", "fresh"],
-                "a saved vocoder training state exists: pass --resume or --fresh",
-            )
-        resume = has_checkpoint and resume_flag == "resume"
-        replacing = vocoder.get("status") == "complete" and not resume and not yes and not decided
-        if replacing and not ask_yes(
-            "This model already has a trained vocoder. Replace it?",
-            "this model already has a trained vocoder: pass --yes to replace it",
-        ):
-            raise DistillganError("kept the existing vocoder; nothing changed")
-        os.environ["DISTILLGAN_RESUME_DECISION"] = "resume" if resume else "fresh"
+        manifest = json_attr(reader.attrs("dataset").get("manifest"))
+        check = check_model_corpus(manifest, audio_dir=audio_dir, accept_changes=accept_corpus_changes)
+        if not check.ok:
+            err.print(f"[yellow]warning:[/yellow] training on what is there: {escape(check.describe())}")
+        if worker:
+            resume = os.environ.get(_DECISION_ENV) == "resume"
+        else:
+            resume = _resume_decision(path.stem, resume_flag, reader.has("vocoder_checkpoint"), vocoder, yes)
 
         overrides: dict[str, Any] = {"train": {}}
         for key, value in (
@@ -274,63 +313,77 @@ def train_vocoder_command(
             if value is not None:
                 overrides["train"][key] = value
         if resume:
+            # the run's own recipe; only what does not change the optimisation may differ
+            kept = [k for k in ("lr", "batch_size", "warmup_steps") if k in overrides["train"]]
+            if kept or config_file is not None:
+                err.print(
+                    "[yellow]warning:[/yellow] resuming keeps the run's own recipe"
+                    + (f" ({', '.join('--' + k.replace('_', '-') for k in kept)} ignored)" if kept else "")
+                )
+            train_overrides = {k: v for k, v in overrides["train"].items() if k not in kept}
             stored = {
-                "generator": json.loads(vocoder["config"]),
-                "train": json.loads(vocoder["train_config"]),
+                "generator": json_attr(vocoder.get("config")),
+                "train": json_attr(vocoder.get("train_config")),
             }
-            ignored = [k for k in ("lr", "batch_size", "warmup_steps") if k in overrides["train"]]
-            if ignored:
-                err.print(f"[yellow]warning:[/yellow] resuming keeps the run's own {', '.join(ignored)}")
-            for key in ignored:
-                overrides["train"].pop(key)
             cfg = load_vocoder_config(
-                None, {"generator": stored["generator"], "train": {**stored["train"], **overrides["train"]}}
+                None, {**stored, "train": {**stored["train"], **train_overrides}}, recipe=recipe
             )
+            done = int(vocoder.get("epochs") or 0)
             epochs = epochs or int(vocoder.get("total_epochs") or 0) or None
+            if epochs is not None and epochs <= done:
+                raise DistillganError(
+                    f"the saved run has already trained {done} epochs: pass --epochs N with N above {done} "
+                    "to train on, or --fresh to start over"
+                )
         else:
             cfg = load_vocoder_config(config_file, overrides, recipe=recipe)
-        manifest = json_attr(reader.attrs("dataset").get("manifest"))
+        options = build_trainer_options(
+            accelerator, precision, devices, num_nodes, strategy, cfg.train.accelerator
+        )
         corpus = load_model_corpus(
             manifest,
             audio_dir=audio_dir,
             accept_changes=accept_corpus_changes,
-            on_skip=lambda v: err.print(f"[yellow]warning:[/yellow] {v.describe()}"),
+            on_skip=lambda v: err.print(f"[yellow]warning:[/yellow] {escape(v.describe())}"),
         )
         console.print(f"Corpus: {corpus.summary()}")
-        options = build_trainer_options(
-            accelerator, precision, devices, num_nodes, strategy, cfg.train.accelerator
-        )
-        token = CancelToken()
         verb = "Resuming" if resume else "Training"
         console.print(f"{verb} the HiFi-GAN vocoder of '{path.stem}' — Ctrl+C saves a checkpoint and stops")
+        token = CancelToken()
+        display = TrainingDisplay(console, "vocoder")
 
         def listener(event: Any) -> None:
             if event.kind == "start" and event.path:
-                console.print(f"TensorBoard: tensorboard --logdir {event.path}")
+                console.print(f"TensorBoard: tensorboard --logdir {event.path}", soft_wrap=True)
             display(event)
 
-        with TrainingDisplay(console, "vocoder") as display, cancel_on_ctrl_c(token, console):
-            result = train_vocoder(
-                corpus,
-                path,
-                cfg,
-                lock=lock,
-                listener=listener,
-                cancel=token,
-                options=options,
-                resume=resume,
-                epochs=epochs,
-            )
-        if not worker:
-            if result.status == "complete":
-                best = result.metrics.get("val/mel_l1")
-                console.print(
-                    f"[green]Vocoder training complete[/green]: {result.epochs_completed} epochs, {result.steps} steps"
-                    + (f", held-out mel error {best:.3f}" if best is not None else "")
+        os.environ[_DECISION_ENV] = "resume" if resume else "fresh"
+        try:
+            with display, cancel_on_ctrl_c(token, console):
+                result = train_vocoder(
+                    corpus,
+                    path,
+                    cfg,
+                    lock=lock,
+                    listener=None if worker else listener,
+                    cancel=token,
+                    options=options,
+                    resume=resume,
+                    epochs=epochs,
                 )
-            else:
-                console.print(f"[bold]Checkpoint saved at epoch {result.epoch}. Resume anytime.[/bold]")
-            console.print(f"Previews: {path.parent / 'runs' / path.stem / 'previews'}")
+        finally:
+            os.environ.pop(_DECISION_ENV, None)
+        if result.status == "complete":
+            best = result.metrics.get("val/mel_l1")
+            console.print(
+                f"[green]Vocoder training complete[/green]: {result.epochs_completed} epochs, "
+                f"{result.steps} steps" + (f", held-out mel error {best:.3f}" if best is not None else "")
+            )
+        else:
+            console.print(f"[bold]Checkpoint saved at epoch {result.epoch}. Resume anytime.[/bold]")
+        console.print(f"Previews: {run_dir(path) / 'previews'}", soft_wrap=True)
+        if result.status != "complete":
+            raise SystemExit(130)
     finally:
         if lock is not None:
             lock.release()

@@ -1,17 +1,36 @@
 """The vocoder stage: a per-model HiFi-GAN V2 trained on the model's own corpus.
 
-One recipe, manual optimization: an optional generator-only reconstruction warm-up, then
-per batch one discriminator step followed by one generator step (LSGAN + feature
-matching + mel L1). Work is done once: real audio goes through the discriminators without
-a graph in the generator step, the discriminators are frozen during the generator
-backward, and non-finite steps are skipped on the device without a host sync.
+Recipe (manual optimization, every number in ``configs/vocoder*.yaml``):
+
+* an optional **reconstruction warm-up**: ``warmup_steps`` generator-only steps on mel L1
+  (×45) + multi-resolution STFT loss (auraloss). They cost a few percent of a GAN step and
+  give a usable vocoder quickly on a CPU;
+* then per batch one **discriminator step** (MPD periods 2, 3, 5, 7, 11 + 3-scale MSD,
+  LSGAN) and one **generator step** (LSGAN + feature matching ×2 + mel L1 ×45), AdamW
+  (0.8, 0.99), discriminators at half the generator's learning rate, exponential decay per
+  generator step.
+
+An optional DC term (``dc_weight``, used by the quick recipe) matches each generated crop's
+mean to the real crop's: the slaney mel filterbank gives 0 Hz no weight, so mel L1 alone
+lets a short run drift into an audible offset.
+
+Augmentation against discriminator over-fitting on tiny corpora: a random gain (±6 dB) and
+polarity per example (the mel target is computed after it, so the generator learns the
+same mapping; polarity gives new waveforms for the same mel), and light Gaussian instance
+noise (1e-4, about -80 dBFS) on the discriminators' inputs only. Time shifts come free
+from the random crops.
+
+Work is done once: real and fake audio share one discriminator forward in the D step; in
+the G step the discriminators are frozen (no weight gradients), their normalized weights
+are computed once for both calls, and the real audio's feature targets come without a
+graph. Non-finite steps are skipped on the device by the fused optimizer (no host sync);
+the mel target, STFT and losses stay float32 under any autocast.
 """
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,11 +40,11 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.nn.utils import parametrize
 
 from distillgan import config as cfg_lib
 from distillgan.config import in_range, require
-from distillgan.data import RandomCropLoader, hold_out
+from distillgan.data import CropDataModule, RandomCropLoader, hold_out
 from distillgan.errors import TrainingError
 from distillgan.mel import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
 from distillgan.modelfile import Section
@@ -41,6 +60,8 @@ from distillgan.networks.hifigan import (
 
 @dataclass
 class VocoderTrainConfig:
+    """The training half of a vocoder recipe (``train:`` in ``configs/vocoder*.yaml``)."""
+
     segment_samples: int = 8192  # training crop; multiple of the 512-sample hop
     batch_size: int = 16
     lr: float = 2e-4  # generator; the discriminators use lr * d_lr_ratio
@@ -51,6 +72,9 @@ class VocoderTrainConfig:
     epochs: int = 0  # 0: adapt to the corpus size (see distillgan.training)
     warmup_steps: int = 0  # generator-only reconstruction steps before the adversarial phase
     warmup_stft_weight: float = 1.0
+    # the mel filterbank gives 0 Hz no weight, so mel L1 cannot see a DC offset: this term
+    # matches each generated crop's mean to the real crop's (both phases; 0 disables it)
+    dc_weight: float = 0.0
     mel_weight: float = 45.0
     feature_matching_weight: float = 2.0
     # augmentation against discriminator over-fitting on tiny corpora
@@ -86,6 +110,8 @@ class VocoderTrainConfig:
         in_range("train.warmup_steps", self.warmup_steps, 0, 10_000_000)
         in_range("train.gain_db", self.gain_db, 0.0, 24.0)
         in_range("train.d_input_noise", self.d_input_noise, 0.0, 0.1)
+        in_range("train.dc_weight", self.dc_weight, 0.0, 1e4)
+        in_range("train.warmup_stft_weight", self.warmup_stft_weight, 0.0, 1e4)
         in_range("train.val_clips", self.val_clips, 1, 64)
         in_range("train.val_clip_seconds", self.val_clip_seconds, 0.1, 30.0)
         in_range("train.checkpoint_interval", self.checkpoint_interval, 1, 100_000)
@@ -99,6 +125,8 @@ class VocoderTrainConfig:
 
 @dataclass
 class VocoderConfig:
+    """A whole vocoder recipe: network shape (``generator:``) and training (``train:``)."""
+
     generator: HiFiGANConfig = field(default_factory=HiFiGANConfig)
     train: VocoderTrainConfig = field(default_factory=VocoderTrainConfig)
 
@@ -106,6 +134,8 @@ class VocoderConfig:
 def load_vocoder_config(
     path: Path | str | None = None, overrides: dict[str, Any] | None = None, *, recipe: str = "vocoder"
 ) -> VocoderConfig:
+    """A built-in ``recipe`` ("vocoder", "vocoder_quick", "vocoder_tiny"), then the YAML file at
+    ``path``, then ``overrides``, merged in that order and validated (ConfigError names a bad key)."""
     data = cfg_lib.builtin_recipe(recipe)
     if path is not None:
         data = cfg_lib.merge(data, cfg_lib.load_yaml(path))
@@ -114,82 +144,140 @@ def load_vocoder_config(
     return cfg_lib.from_dict(VocoderConfig, data)
 
 
-class VocoderDataModule(L.LightningDataModule):
-    """Random audio crops from the whole corpus in memory (on the training device).
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether the corpus may live on ``device``: always on CPU, within a quarter of free GPU memory."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= free // 4
+    return nbytes <= 1 << 30
 
-    ``audio``: mono 44.1 kHz float arrays/tensors, one per file. ``val_clips`` fixed clips
-    cut from the ends of the longest files are never trained on; they give the held-out
-    mel error each epoch and the audio previews.
+
+class VocoderDataModule(CropDataModule):
+    """The whole corpus in memory as one buffer; training batches are random crops of it.
+
+    Args:
+        audio: mono 44.1 kHz float arrays or tensors, one per file (e.g.
+            ``[f.audio for f in distillgan.audio.load_corpus(folder).files]``).
+        cfg: the training half of a :class:`VocoderConfig` (crop length, batch size, seed,
+            held-out clips).
+
+    ``cfg.val_clips`` clips of ``cfg.val_clip_seconds`` are cut off the ends of the longest
+    files and never trained on: they give the held-out mel error each epoch and the audio
+    previews (the same clips every time). An epoch is a fixed number of batches that sees
+    about the training audio's total duration once (per process under DDP) and is never
+    empty, however small the corpus. The crops of every batch depend only on the seed, the
+    rank and the batch's index, and the loader's position is part of Lightning's checkpoint,
+    so a run resumed mid-epoch sees exactly the batches it would have seen.
     """
 
     def __init__(self, audio: Sequence[Any], cfg: VocoderTrainConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        sequences = [torch.as_tensor(a, dtype=torch.float32).flatten() for a in audio]
+        sequences = [torch.as_tensor(np.asarray(a), dtype=torch.float32).flatten() for a in audio]
+        if not sequences:
+            raise ValueError("VocoderDataModule needs at least one sound")
         self.train_audio, self.val_audio = hold_out(
             sequences, cfg.val_clip_samples, cfg.val_clips, cfg.segment_samples
         )
-        self.train_loader: RandomCropLoader | None = None
 
     def setup(self, stage: str) -> None:
-        if self.train_loader is None:
-            trainer = self.trainer
-            rank = trainer.global_rank if trainer is not None else 0
-            self.train_loader = RandomCropLoader(
-                self.train_audio, self.cfg.segment_samples, self.cfg.batch_size, seed=self.cfg.seed, rank=rank
-            )
-            if trainer is not None:
-                self.train_loader.to(trainer.strategy.root_device)
+        if self.train_loader is not None:
+            return
+        trainer = self.trainer
+        loader = RandomCropLoader(
+            self.train_audio,
+            self.cfg.segment_samples,
+            self.cfg.batch_size,
+            seed=self.cfg.seed,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+        if trainer is not None and _fits_on(trainer.strategy.root_device, loader.buffer.numel() * 4):
+            loader.to(trainer.strategy.root_device)
+        self._attach_loader(loader)
 
     def train_dataloader(self) -> RandomCropLoader:
+        if self.train_loader is None:
+            self.setup("fit")
         assert self.train_loader is not None
         return self.train_loader
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(torch.stack(self.val_audio)), batch_size=len(self.val_audio))
+    def val_dataloader(self) -> _HeldOutClips:
+        return _HeldOutClips(torch.stack(self.val_audio))
+
+
+class _HeldOutClips:
+    """One validation batch, (clips, samples): every held-out clip at once.
+
+    Not a DataLoader, so under DDP every rank validates on all clips (Lightning shards only
+    DataLoaders) and the previews are always the same clips.
+    """
+
+    def __init__(self, clips: torch.Tensor) -> None:
+        self.clips = clips
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield self.clips
+
+    def __len__(self) -> int:
+        return 1
 
 
 class HiFiGANModule(L.LightningModule):
-    """Per-model HiFi-GAN V2 training recipe (see module docstring)."""
+    """Trains a per-model HiFi-GAN V2 (generator + MPD/MSD discriminators); see the module docstring.
 
-    def __init__(self, cfg: VocoderConfig, *, total_epochs: int = 1) -> None:
+    Args:
+        cfg: network shape and training recipe (default: the built-in ``vocoder`` recipe's
+            dataclass defaults).
+        total_epochs: only recorded (hyper-parameters, model file); the Trainer's
+            ``max_epochs`` decides how long training runs.
+
+    Use it with :class:`VocoderDataModule` and any Trainer (``automatic_optimization`` is
+    off: the module steps its two optimizers and schedulers itself). Logged metrics:
+    ``train/g_loss``, ``train/d_loss``, ``train/adv``, ``train/fm``, ``train/mel_l1``
+    (``train/stft`` during the warm-up), ``lr`` and the held-out ``val/mel_l1``.
+    ``steps_trained`` counts generator steps (Lightning's ``global_step`` counts both
+    optimizers). :meth:`model_file_sections` is what
+    :class:`~distillgan.callbacks.ModelFileCheckpoint` writes as the model's ``/vocoder``.
+    """
+
+    def __init__(self, cfg: VocoderConfig | None = None, *, total_epochs: int = 1) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.cfg = cfg
+        self.cfg = cfg = cfg or VocoderConfig()
         self.total_epochs = total_epochs
         self.generator = Generator(cfg.generator)
         self.discriminators = Discriminators(cfg.generator)
         self.save_hyperparameters({"config": cfg_lib.to_dict(cfg), "total_epochs": total_epochs})
-        self.batches_trained = 0
+        self.steps_trained = 0  # generator steps (warm-up included), the user's "steps"
         self.nonfinite_skipped = 0
         self.val_history: list[float] = []
-        self.last_validation_audio: torch.Tensor | None = None  # (clips, samples), for previews
+        self.last_validation_audio: torch.Tensor | None = None  # (clips, samples) on CPU, for previews
         self._stft_loss: torch.nn.Module | None = None
         self._consecutive_bad: torch.Tensor | None = None
         self._total_bad: torch.Tensor | None = None
+        self._skipped_before = 0  # non-finite steps counted before a resume
+        self._validating_this_epoch = True
 
     # ---------------------------------------------------------------- optimizers
 
     def configure_optimizers(self) -> Any:
         t = self.cfg.train
-        opt_g = torch.optim.AdamW(
-            self.generator.parameters(), t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, fused=True
-        )
-        opt_d = torch.optim.AdamW(
-            self.discriminators.parameters(),
-            t.lr * t.d_lr_ratio,
-            betas=tuple(t.betas),
-            weight_decay=t.weight_decay,
-            fused=True,
-        )
+        # fused AdamW: one kernel per step, and it honours ``found_inf`` (see ``_guard``)
+        common = {"betas": tuple(t.betas), "weight_decay": t.weight_decay, "fused": True}
+        opt_g = torch.optim.AdamW(self.generator.parameters(), t.lr, **common)
+        opt_d = torch.optim.AdamW(self.discriminators.parameters(), t.lr * t.d_lr_ratio, **common)
         sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, t.lr_decay_per_step)
         sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, t.lr_decay_per_step)
         return [opt_g, opt_d], [sched_g, sched_d]
 
     # ---------------------------------------------------------------- training
 
-    def _generator_for(self, step: int) -> tuple[torch.Generator, torch.Generator]:
-        """Seeded per batch, so augmentation is identical after a resume."""
+    def _random_sources(self, step: int) -> tuple[torch.Generator, torch.Generator]:
+        """Generators seeded per step (CPU, and the training device), so augmentation is identical
+        after a resume and never touches the global RNG."""
         # integers only: tuple-of-int hashes are stable across processes (str hashes are salted)
         seed = hash((self.cfg.train.seed, self.global_rank, step, 0xA06)) & 0x7FFF_FFFF_FFFF
         cpu = torch.Generator().manual_seed(seed)
@@ -197,6 +285,7 @@ class HiFiGANModule(L.LightningModule):
         return cpu, dev
 
     def augment(self, audio: torch.Tensor, cpu_gen: torch.Generator) -> torch.Tensor:
+        """Random gain (± ``gain_db``) and polarity per example, then peaks kept inside [-1, 1]."""
         t = self.cfg.train
         batch = audio.shape[0]
         gain_db = (torch.rand(batch, generator=cpu_gen) * 2 - 1) * t.gain_db
@@ -204,7 +293,7 @@ class HiFiGANModule(L.LightningModule):
         if t.polarity_flip:
             scale = scale * torch.where(torch.rand(batch, generator=cpu_gen) < 0.5, -1.0, 1.0)
         audio = audio * scale.to(audio.device, audio.dtype)[:, None]
-        # keep boosted examples inside [-1, 1]: the generator ends in tanh
+        # the generator ends in tanh: boosted examples must stay reachable
         peak = audio.abs().amax(dim=1, keepdim=True).clamp(min=1.0)
         return audio / peak
 
@@ -215,19 +304,26 @@ class HiFiGANModule(L.LightningModule):
         return x + sigma * torch.randn(x.shape, generator=dev_gen, device=x.device, dtype=x.dtype)
 
     def _guard(self, optimizer: Any, loss: torch.Tensor) -> torch.Tensor:
-        """Flag, on the device, a step whose loss or gradients are non-finite.
+        """Flag, on the device, a step whose loss or gradients are non-finite, and make it a no-op.
 
-        The fused AdamW skips a flagged step by itself (its ``found_inf``), so nothing
-        non-finite reaches the weights and no host sync is needed. Under 16-mixed the
-        GradScaler sets ``found_inf`` instead; the flag then only counts.
+        The fused AdamW skips a step whose ``found_inf`` is set (weights, moments and step
+        count stay as they were), so nothing non-finite reaches the weights and no host sync
+        is needed. Under 16-mixed the GradScaler sets ``found_inf`` itself; the flag then
+        only counts.
         """
-        flag = (~torch.isfinite(loss.detach())).float()
+        # explicit float32: "bf16-true" / "64-true" precision change the default dtype
+        flag = (~torch.isfinite(loss.detach())).to(torch.float32)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if grads:
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, torch.ones((), device=flag.device))
+            one = torch.ones((), device=flag.device, dtype=torch.float32)
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, one)
         if not self._uses_grad_scaler():
             optimizer.optimizer.found_inf = flag
         return flag
+
+    def _weight_dtype(self) -> torch.dtype:
+        # float32 except under "bf16-true" / "64-true" precision (autocast handles the mixed ones)
+        return self.generator.conv_post.bias.dtype
 
     def _uses_grad_scaler(self) -> bool:
         return getattr(self.trainer.precision_plugin, "scaler", None) is not None
@@ -236,72 +332,60 @@ class HiFiGANModule(L.LightningModule):
         opt_g, opt_d = self.optimizers()  # type: ignore[misc]
         sched_g, sched_d = self.lr_schedulers()  # type: ignore[misc]
         t = self.cfg.train
-        cpu_gen, dev_gen = self._generator_for(self.batches_trained)
+        cpu_gen, dev_gen = self._random_sources(self.steps_trained)
         real = self.augment(batch, cpu_gen)
-        mel = log_mel_spectrogram(real)
+        mel = log_mel_spectrogram(real)  # float32 even under autocast
         real = real.unsqueeze(1)
-        fake = self.generator(mel)
-        fake_mel = log_mel_spectrogram(fake.squeeze(1))
-        mel_l1 = F.l1_loss(fake_mel, mel)
+        fake = self.generator(mel.to(self._weight_dtype()))
+        mel_l1 = F.l1_loss(log_mel_spectrogram(fake.squeeze(1)), mel)
+        dc = (fake.float().mean(dim=-1) - real.float().mean(dim=-1)).abs().mean()
 
-        if self.batches_trained < t.warmup_steps:
-            stft = self.stft_loss(fake.float(), real)
-            g_loss = t.mel_weight * mel_l1 + t.warmup_stft_weight * stft
+        if self.steps_trained < t.warmup_steps:
+            # reconstruction warm-up: generator only, no discriminator forward at all
+            stft = self.stft_loss(fake, real)
+            g_loss = t.mel_weight * mel_l1 + t.warmup_stft_weight * stft + t.dc_weight * dc
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             bad = self._guard(opt_g, g_loss)
             opt_g.step()
             sched_g.step()
-            self._count_bad(bad)
-            self.log_dict(
-                {
-                    "train/g_loss": g_loss.detach(),
-                    "train/mel_l1": mel_l1.detach(),
-                    "train/stft": stft.detach(),
-                },
-                prog_bar=True,
-            )
+            metrics = {"train/g_loss": g_loss, "train/mel_l1": mel_l1, "train/stft": stft, "train/dc": dc}
         else:
-            # discriminator step: real and (detached) fake in one batched forward
+            # discriminator step: real and detached fake judged in one batched forward
             batch_size = real.shape[0]
-            d_in = self._d_noise(torch.cat([real, fake.detach()]), dev_gen)
-            logits, _ = self.discriminators(d_in)
+            logits, _ = self.discriminators(self._d_noise(torch.cat([real, fake.detach()]), dev_gen))
             d_loss = discriminator_loss([x[:batch_size] for x in logits], [x[batch_size:] for x in logits])
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             bad_d = self._guard(opt_d, d_loss)
             opt_d.step()
 
-            # generator step: targets from real audio without a graph; discriminators frozen
-            self.toggle_optimizer(opt_g)
-            with torch.no_grad():
-                _, real_features = self.discriminators(self._d_noise(real, dev_gen))
-            fake_logits, fake_features = self.discriminators(self._d_noise(fake, dev_gen))
-            adv = generator_adversarial_loss(fake_logits)
-            fm = feature_matching_loss(real_features, fake_features)
-            g_loss = adv + t.feature_matching_weight * fm + t.mel_weight * mel_l1
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_loss)
-            bad_g = self._guard(opt_g, g_loss)
+            # generator step: the discriminators are frozen (no weight gradients), their
+            # normalized weights computed once for both calls, and the real audio's feature
+            # targets come without a graph
+            with self.toggled_optimizer(opt_g), parametrize.cached():
+                with torch.no_grad():
+                    _, real_features = self.discriminators(self._d_noise(real, dev_gen))
+                fake_logits, fake_features = self.discriminators(self._d_noise(fake, dev_gen))
+                adv = generator_adversarial_loss(fake_logits)
+                fm = feature_matching_loss(real_features, fake_features)
+                g_loss = adv + t.feature_matching_weight * fm + t.mel_weight * mel_l1 + t.dc_weight * dc
+                opt_g.zero_grad(set_to_none=True)
+                self.manual_backward(g_loss)
+            bad = torch.maximum(bad_d, self._guard(opt_g, g_loss))
             opt_g.step()
-            self.untoggle_optimizer(opt_g)
             sched_g.step()
             sched_d.step()
-            self._count_bad(torch.maximum(bad_d, bad_g))
-            self.log_dict(
-                {
-                    "train/g_loss": g_loss.detach(),
-                    "train/d_loss": d_loss.detach(),
-                    "train/adv": adv.detach(),
-                    "train/fm": fm.detach(),
-                    "train/mel_l1": mel_l1.detach(),
-                },
-                prog_bar=True,
-            )
+            metrics = {"train/g_loss": g_loss, "train/d_loss": d_loss, "train/adv": adv, "train/fm": fm}
+            metrics["train/mel_l1"] = mel_l1
+            metrics["train/dc"] = dc
+        self._count_bad(bad)
+        self.log_dict({k: v.detach() for k, v in metrics.items()}, prog_bar=True)
         self.log("lr", sched_g.get_last_lr()[0], prog_bar=True)
-        self.batches_trained += 1
+        self.steps_trained += 1
 
     def stft_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Multi-resolution STFT loss (auraloss) of the warm-up, in float32 under any autocast."""
         if self._stft_loss is None:
             import auraloss
 
@@ -311,52 +395,71 @@ class HiFiGANModule(L.LightningModule):
         with torch.autocast(device_type=self.device.type, enabled=False):
             return self._stft_loss(fake.float(), real.float())
 
+    # ---------------------------------------------------------------- non-finite steps
+
     def _count_bad(self, flag: torch.Tensor) -> None:
         if self._consecutive_bad is None or self._total_bad is None:
-            self._consecutive_bad = torch.zeros((), device=flag.device)
-            self._total_bad = torch.zeros((), device=flag.device)
+            self._consecutive_bad = torch.zeros((), device=flag.device, dtype=torch.float32)
+            self._total_bad = torch.zeros((), device=flag.device, dtype=torch.float32)
         self._consecutive_bad = (self._consecutive_bad + flag) * flag
         self._total_bad = self._total_bad + flag
 
+    def _sync_nonfinite(self) -> int:
+        """Read the on-device counters (a host sync): updates ``nonfinite_skipped``, returns the streak."""
+        if self._consecutive_bad is None or self._total_bad is None:
+            return 0
+        self.nonfinite_skipped = self._skipped_before + int(self._total_bad)
+        return int(self._consecutive_bad)
+
+    def _check_nonfinite(self) -> None:
+        streak = self._sync_nonfinite()
+        if streak >= self.cfg.train.max_nonfinite_steps:
+            raise TrainingError(
+                f"training stopped: the last {streak} steps had non-finite losses and were skipped "
+                f"({self.nonfinite_skipped} in all); the saved weights are the last finite ones. "
+                "Try a lower --lr, or --precision 32"
+            )
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # one host sync every 25 batches, not per step
-        if self._consecutive_bad is not None and self.batches_trained % 25 == 0:
+        # one host sync every 25 steps, not per step
+        if self.steps_trained % 25 == 0:
             self._check_nonfinite()
 
     def on_train_epoch_end(self) -> None:
         self._check_nonfinite()
 
-    def _check_nonfinite(self) -> None:
-        if self._consecutive_bad is None or self._total_bad is None:
-            return
-        self.nonfinite_skipped = int(self._total_bad)
-        if int(self._consecutive_bad) >= self.cfg.train.max_nonfinite_steps:
-            raise TrainingError(
-                f"training stopped: {int(self._consecutive_bad)} steps in a row had non-finite losses "
-                "(all skipped; the saved weights are the last finite ones). Try a lower --lr or --precision 32"
-            )
-
     # ---------------------------------------------------------------- validation
 
-    def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
-        (clips,) = batch
+    def _stopping_mid_epoch(self) -> bool:
+        trainer = self.trainer
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return trainer.should_stop and done < trainer.num_training_batches
+
+    def on_validation_epoch_start(self) -> None:
+        self.last_validation_audio = None
+        # Lightning validates once more when asked to stop mid-epoch; a cancelled run exits at once
+        self._validating_this_epoch = not self._stopping_mid_epoch()
+
+    def validation_step(self, clips: torch.Tensor, batch_idx: int) -> None:
+        if not self._validating_this_epoch:
+            return
         mel = log_mel_spectrogram(clips)
-        audio = self.generator(mel).squeeze(1)
+        audio = self.generator(mel.to(self._weight_dtype())).squeeze(1)
         val_l1 = F.l1_loss(log_mel_spectrogram(audio), mel)
         self.log("val/mel_l1", val_l1, prog_bar=True, sync_dist=True)
         self.last_validation_audio = audio.detach().float().cpu()
 
     def on_validation_epoch_end(self) -> None:
         value = self.trainer.callback_metrics.get("val/mel_l1")
-        if value is not None and not self.trainer.sanity_checking:
+        if self._validating_this_epoch and value is not None and not self.trainer.sanity_checking:
             self.val_history.append(float(value))
 
     # ---------------------------------------------------------------- state
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._check_nonfinite()
+        self._sync_nonfinite()
         checkpoint["distillgan"] = {
-            "batches_trained": self.batches_trained,
+            "steps_trained": self.steps_trained,
             "nonfinite_skipped": self.nonfinite_skipped,
             "val_history": list(self.val_history),
             "rng": {
@@ -369,8 +472,8 @@ class HiFiGANModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("distillgan", {})
-        self.batches_trained = int(state.get("batches_trained", 0))
-        self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
+        self.steps_trained = int(state.get("steps_trained", 0))
+        self.nonfinite_skipped = self._skipped_before = int(state.get("nonfinite_skipped", 0))
         self.val_history = [float(v) for v in state.get("val_history", [])]
         rng = state.get("rng", {})
         if "python" in rng:
@@ -398,7 +501,7 @@ class HiFiGANModule(L.LightningModule):
             "warmup_steps": self.cfg.train.warmup_steps,
             "val_mel_l1_best": min(history) if history else None,
             "val_mel_l1_last": history[-1] if history else None,
-            "val_mel_l1_history": json.dumps(history[-500:]),
+            "val_mel_l1_history": history[-1000:],
             "nonfinite_skipped": self.nonfinite_skipped,
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from distillgan import config as cfg_lib
 from distillgan.config import VAEConfig
-from distillgan.data import RandomCropLoader, hold_out
+from distillgan.data import CropDataModule, RandomCropLoader, hold_out
 from distillgan.mel import LOG_CLAMP, log_mel_spectrogram
 from distillgan.modelfile import Section
 from distillgan.networks.vae import MelVAE, kl_divergence
@@ -20,7 +20,7 @@ from distillgan.networks.vae import MelVAE, kl_divergence
 MEL_FLOOR = float(torch.log(torch.tensor(LOG_CLAMP)))
 
 
-class VAEDataModule(L.LightningDataModule):
+class VAEDataModule(CropDataModule):
     """Mel chunks of an in-memory corpus with a per-file held-out tail for validation.
 
     ``audio`` is a list of mono 44.1 kHz float32 arrays or tensors (``Corpus.arrays()``).
@@ -36,7 +36,6 @@ class VAEDataModule(L.LightningDataModule):
         total_chunks = sum(m.shape[-1] for m in self.mels) / chunk
         count = max(1, round(cfg.train.validation_fraction * total_chunks))
         self.train_mels, self.val_chunks = hold_out(self.mels, chunk, count, min_remaining=chunk)
-        self.train_loader: RandomCropLoader | None = None
 
     def mel_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         frames = torch.cat(self.train_mels, dim=-1)
@@ -45,13 +44,15 @@ class VAEDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.train_loader is None:
             rank = self.trainer.global_rank if self.trainer is not None else 0
-            self.train_loader = RandomCropLoader(
-                self.train_mels,
-                self.cfg.train.chunk_frames,
-                self.cfg.train.batch_size,
-                seed=self.cfg.train.seed,
-                rank=rank,
-                fill=MEL_FLOOR,
+            self._attach_loader(
+                RandomCropLoader(
+                    self.train_mels,
+                    self.cfg.train.chunk_frames,
+                    self.cfg.train.batch_size,
+                    seed=self.cfg.train.seed,
+                    rank=rank,
+                    fill=MEL_FLOOR,
+                )
             )
 
     def train_dataloader(self) -> RandomCropLoader:

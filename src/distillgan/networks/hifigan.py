@@ -234,8 +234,15 @@ class Generator(nn.Module):
 
 
 class PeriodDiscriminator(nn.Module):
-    """Looks at every ``period``-th sample: audio folded to (B, 1, T / period, period), 2-D convs
-    with (k, 1) kernels so each of the ``period`` columns is judged independently."""
+    """Looks at every ``period``-th sample, each of the ``period`` phases judged independently.
+
+    The paper folds audio to (B, 1, T / period, period) and runs 2-D convs with (k, 1)
+    kernels. A (k, 1) kernel never mixes columns, so this is the same network computed as
+    1-D convs over the columns moved into the batch, (B · period, C, T / period): identical
+    outputs and weights (a Conv1d weight is the paper's Conv2d weight without its last unit
+    axis), and several times faster on CPU. Feature maps come back as free views shaped
+    (B, period, C, T / period): per example, the same values as the paper's layout.
+    """
 
     def __init__(self, period: int, channel_divisor: int = 1) -> None:
         super().__init__()
@@ -244,25 +251,28 @@ class PeriodDiscriminator(nn.Module):
         # stride 3 on the first four convs, 1 on the last, as in the paper
         strides = [3, 3, 3, 3, 1]
         self.convs = nn.ModuleList(
-            parametrizations.weight_norm(
-                nn.Conv2d(widths[i], widths[i + 1], (5, 1), (strides[i], 1), padding=(2, 0))
-            )
+            parametrizations.weight_norm(nn.Conv1d(widths[i], widths[i + 1], 5, strides[i], padding=2))
             for i in range(len(strides))
         )
-        self.conv_post = parametrizations.weight_norm(nn.Conv2d(widths[-1], 1, (3, 1), padding=(1, 0)))
+        self.conv_post = parametrizations.weight_norm(nn.Conv1d(widths[-1], 1, 3, padding=1))
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         batch, channels, length = y.shape
         if length % self.period:
             y = F.pad(y, (0, self.period - length % self.period), mode="reflect")
-        x = y.view(batch, channels, -1, self.period)
+        # (B, C, T) -> (B, C, T/p, p) -> (B, p, C, T/p) -> (B·p, C, T/p)
+        x = (
+            y.view(batch, channels, -1, self.period)
+            .permute(0, 3, 1, 2)
+            .reshape(batch * self.period, channels, -1)
+        )
         features = []
         for conv in self.convs:
             x = F.leaky_relu(conv(x), LRELU_SLOPE, inplace=True)
-            features.append(x)
+            features.append(x.view(batch, self.period, *x.shape[1:]))
         x = self.conv_post(x)
-        features.append(x)
-        return x.flatten(1), features
+        features.append(x.view(batch, self.period, *x.shape[1:]))
+        return x.reshape(batch, -1), features
 
 
 class MultiPeriodDiscriminator(nn.Module):

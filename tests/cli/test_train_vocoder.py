@@ -1,0 +1,309 @@
+"""`distillgan train vocoder`: prompts, refusals, the live display, and a real Ctrl+C."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import yaml
+
+from distillgan.audio import load_corpus, write_audio
+from distillgan.examples import synth_tone
+from distillgan.lightning_modules.hifigan import load_vocoder_config
+from distillgan.modelfile import ModelLock, Section, open_model, write_model
+from distillgan.progress import CancelToken
+from distillgan.training import TrainerOptions, run_dir, train_vocoder
+from tests.cli.conftest import CliRun, assert_one_line_error
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = ["--recipe", "vocoder_tiny", "--epochs", "1"]
+
+
+class CancelAfter(L.Callback):
+    def __init__(self, token: CancelToken, step: int) -> None:
+        self.token, self.step = token, step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        if pl_module.steps_trained == self.step:
+            self.token.cancel("test")
+
+
+def leave_vocoder(path: Path, corpus: Path, *, cancel_after: int | None = None, keep: bool = False) -> None:
+    """Train the tiny vocoder through the API: cancelled (partial + training state) or complete."""
+    cfg = load_vocoder_config(None, {"train": {"epochs": 1, "keep_checkpoint": keep}}, recipe="vocoder_tiny")
+    token = CancelToken()
+    with ModelLock(path, owner="test") as lock:
+        train_vocoder(
+            load_corpus(corpus),
+            path,
+            cfg,
+            lock=lock,
+            cancel=token,
+            options=TrainerOptions(accelerator="cpu"),
+            extra_callbacks=[CancelAfter(token, cancel_after)] if cancel_after else None,
+        )
+
+
+def test_trains_with_a_live_table_previews_and_the_tensorboard_folder(cli: CliRun, vae_model: Path) -> None:
+    result = cli(["train", "vocoder", "tiny", *TINY])
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "Corpus: 5 files" in out and "Training the HiFi-GAN vocoder of 'tiny'" in out
+    logdir = re.search(r"TensorBoard: tensorboard --logdir (\S+)", out)
+    assert logdir and Path(logdir.group(1)).is_dir()
+    assert Path(logdir.group(1)).is_relative_to(run_dir(vae_model))
+    for column in ("epoch", "G loss", "D loss", "mel error", "learning rate", "ETA", "100%"):
+        assert column in out, column
+    assert re.search(r"Vocoder training complete: 1 epochs, 8 steps, held-out mel error \d+\.\d{3}", out)
+    previews = run_dir(vae_model) / "previews"
+    assert f"Previews: {previews}" in out
+    assert sorted(p.name for p in previews.glob("*.wav")) == [
+        "epoch-0001_clip-1.wav",
+        "epoch-0001_clip-2.wav",
+        "reference_clip-1.wav",
+        "reference_clip-2.wav",
+    ]
+    attrs = open_model(vae_model).attrs("vocoder")
+    assert (attrs["status"], attrs["epochs"], attrs["steps"]) == ("complete", 1, 8)
+
+
+def test_unfinished_run_asks_resume_or_fresh_every_time(
+    cli: CliRun, vae_model: Path, tiny_corpus: Path
+) -> None:
+    leave_vocoder(vae_model, tiny_corpus, cancel_after=2)
+    before = vae_model.read_bytes()
+
+    # no terminal, no flag: refuse rather than guess, and change nothing
+    refused = cli(["train", "vocoder", "tiny", *TINY])
+    assert_one_line_error(refused, "--resume or --fresh")
+    assert vae_model.read_bytes() == before
+
+    resumed = cli(["train", "vocoder", "tiny"], input="resume\n")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "Resume from epoch 1 or start fresh?" in resumed.stdout
+    assert "Resuming the HiFi-GAN vocoder" in resumed.stdout
+    assert "Vocoder training complete: 1 epochs, 8 steps" in resumed.stdout  # 3 saved + 5 more
+
+
+def test_fresh_answer_starts_over(cli: CliRun, vae_model: Path, tiny_corpus: Path) -> None:
+    leave_vocoder(vae_model, tiny_corpus, cancel_after=2)
+    fresh = cli(["train", "vocoder", "tiny", *TINY], input="fresh\n")
+    assert fresh.exit_code == 0, fresh.stderr
+    assert "Resume from epoch 1 or start fresh?" in fresh.stdout
+    assert "Training the HiFi-GAN vocoder" in fresh.stdout
+    assert not open_model(vae_model).has("vocoder_checkpoint")
+
+
+def test_a_trained_vocoder_is_replaced_only_when_the_user_says_so(
+    cli: CliRun, vae_model: Path, tiny_corpus: Path
+) -> None:
+    leave_vocoder(vae_model, tiny_corpus)
+    before = vae_model.read_bytes()
+    question = "This model already has a trained vocoder. Replace it?"
+
+    no_terminal = cli(["train", "vocoder", "tiny", *TINY])
+    assert_one_line_error(no_terminal, "--yes")
+    declined = cli(["train", "vocoder", "tiny", *TINY], input="n\n")
+    assert question in declined.stdout
+    assert_one_line_error(declined, "kept the existing vocoder")
+    assert vae_model.read_bytes() == before
+
+    accepted = cli(["train", "vocoder", "tiny", *TINY], input="y\n")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert question in accepted.stdout and "Vocoder training complete" in accepted.stdout
+    assert vae_model.read_bytes() != before
+
+    flagged = cli(["train", "vocoder", "tiny", *TINY, "--yes"], input="")
+    assert flagged.exit_code == 0, flagged.stderr
+    assert question not in flagged.stdout
+
+
+def test_kept_training_state_asks_both_questions_and_extends_a_finished_run(
+    cli: CliRun, vae_model: Path, tiny_corpus: Path
+) -> None:
+    leave_vocoder(vae_model, tiny_corpus, keep=True)  # complete, with its training state
+    before = vae_model.read_bytes()
+    both = cli(["train", "vocoder", "tiny", *TINY], input="fresh\nn\n")
+    assert "Resume from epoch 2 or start fresh?" in both.stdout
+    assert "This model already has a trained vocoder. Replace it?" in both.stdout
+    assert_one_line_error(both, "kept the existing vocoder")
+    finished = cli(["train", "vocoder", "tiny", "--resume"])
+    assert_one_line_error(finished, "already trained 1 epochs", "--epochs")
+    assert vae_model.read_bytes() == before
+
+    extended = cli(["train", "vocoder", "tiny", "--resume", "--epochs", "2", "--lr", "0.1"])
+    assert extended.exit_code == 0, extended.stderr
+    assert "warning: resuming keeps the run's own recipe (--lr ignored)" in extended.stderr
+    assert "Vocoder training complete: 2 epochs, 16 steps" in extended.stdout
+
+
+def test_corpus_that_no_longer_matches_is_named_and_refused(
+    cli: CliRun, vae_model: Path, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    (tiny_corpus / "bell.wav").unlink()
+    write_audio(tiny_corpus / "tone.wav", synth_tone(0.9, seed=9, freq=220.0), 44_100)
+    result = cli(["train", "vocoder", "tiny", *TINY])
+    assert_one_line_error(
+        result, "1 file missing (bell.wav)", "1 changed (tone.wav)", "--accept-corpus-changes"
+    )
+
+    moved = tmp_path / "moved"
+    shutil.move(tiny_corpus, moved)
+    assert_one_line_error(cli(["train", "vocoder", "tiny", *TINY]), "not found", "--audio-dir")
+    accepted = cli(["train", "vocoder", "tiny", *TINY, "--audio-dir", str(moved), "--accept-corpus-changes"])
+    assert accepted.exit_code == 0, accepted.stderr
+    assert "warning: training on what is there: 1 file missing (bell.wav)" in accepted.stderr
+    assert "Corpus: 4 files" in accepted.stdout
+
+
+def mistakes(tmp: Path, vae_model: Path) -> list[tuple[list[str], str]]:
+    no_vae = tmp / "models" / "novae.distillgan"
+    with ModelLock(no_vae, owner="test") as lock:
+        write_model(
+            no_vae,
+            {"dataset": Section(attrs={"manifest": {"root": str(tmp), "files": []}})},
+            lock=lock,
+            create=True,
+        )
+    not_a_model = tmp / "notes.distillgan"
+    not_a_model.write_text("hello")
+    unknown_key = tmp / "unknown.yaml"
+    unknown_key.write_text("train:\n  segment: 3\n")
+    bad_shape = tmp / "shape.yaml"
+    bad_shape.write_text(yaml.safe_dump({"generator": {"upsample_rates": [8, 8, 4]}}))
+    bad_segment = tmp / "segment.yaml"
+    bad_segment.write_text("train:\n  segment_samples: 5000\n")
+    bad_yaml = tmp / "bad.yaml"
+    bad_yaml.write_text("train: [unclosed")
+    cmd = ["train", "vocoder", "tiny", *TINY]
+    return [
+        (["train", "vocoder", "ghost"], "no model named 'ghost'"),
+        (["train", "vocoder", "novae"], "no trained VAE yet"),
+        (["train", "vocoder", str(not_a_model)], "not a distillgan model file"),
+        (["train", "vocoder", "tiny", "--resume"], "no vocoder training state to resume"),
+        ([*cmd, "--config", str(tmp / "missing.yaml")], "missing.yaml"),
+        ([*cmd, "--config", str(bad_yaml)], "not valid YAML"),
+        ([*cmd, "--config", str(unknown_key)], "unknown config key 'train.segment'"),
+        ([*cmd, "--config", str(bad_shape)], "must multiply to the mel hop 512"),
+        ([*cmd, "--config", str(bad_segment)], "multiple of 512"),
+        ([*cmd, "--batch-size", "0"], "--batch-size"),
+        ([*cmd, "--lr", "-1"], "--lr"),
+        ([*cmd, "--lr", "3"], "train.lr"),
+        ([*cmd, "--epochs", "0"], "--epochs"),
+        ([*cmd, "--precision", "fp8"], "--precision"),
+        ([*cmd, "--recipe", "huge"], "--recipe"),
+        ([*cmd, "--audio-dir", str(tmp / "nowhere")], "not found"),
+        ([*cmd, "--accelerator", "gpu"], "cannot set up training"),
+        ([*cmd, "--accelerator", "quantum"], "accelerator"),
+        ([*cmd, "--strategy", "teleport"], "cannot set up training"),
+        ([*cmd, "--devices", "zero"], "cannot set up training"),
+        (["train", "vocoder"], "Missing argument"),
+    ]
+
+
+def test_every_mistake_is_one_clear_line(cli: CliRun, vae_model: Path, tmp_path: Path) -> None:
+    before = vae_model.read_bytes()
+    for args, fragment in mistakes(tmp_path, vae_model):
+        assert_one_line_error(cli(args), fragment)
+    with ModelLock(vae_model, owner="distillgan ui"):
+        assert_one_line_error(cli(["train", "vocoder", "tiny", *TINY]), "in use by distillgan ui")
+    assert vae_model.read_bytes() == before
+
+
+def run_until_sigint(
+    args: list[str], env: dict[str, str], *, target: str = "main"
+) -> tuple[int, str, str, float]:
+    """Start `distillgan ARGS`, wait until training runs, send SIGINT; exit code, output, seconds to exit."""
+    process = subprocess.Popen(
+        [shutil.which("distillgan") or "distillgan", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "TensorBoard:" in line:
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(180), "training never started: " + "".join(lines)
+        time.sleep(3.0)  # a few steps into the run
+        pid = process.pid if target == "main" else _child_pid(process.pid)
+        sent = time.monotonic()
+        os.kill(pid, signal.SIGINT)
+        code = process.wait(120)
+        seconds = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(10)
+    assert process.stderr is not None
+    return code, "".join(lines), process.stderr.read(), seconds
+
+
+def _child_pid(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children, "no DDP worker process"
+    return int(children[0])
+
+
+def cli_env(models_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DISTILLGAN_MODELS_DIR": str(models_dir),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def test_ctrl_c_saves_at_once_and_the_run_resumes(vae_model: Path, models_dir: Path, cli: CliRun) -> None:
+    vae_before = open_model(vae_model).tensors("vae")
+    args = [
+        "train",
+        "vocoder",
+        "tiny",
+        "--recipe",
+        "vocoder_tiny",
+        "--epochs",
+        "40",
+        "--checkpoint-interval",
+        "100",
+    ]
+    code, out, err, seconds = run_until_sigint(args, cli_env(models_dir))
+    assert code == 130, err
+    assert "Traceback" not in err
+    saved = re.search(r"Checkpoint saved at epoch (\d+)\. Resume anytime\.", out)
+    assert saved, out + err
+    assert seconds < 30
+    reader = open_model(vae_model)
+    attrs = reader.attrs("vocoder")
+    assert attrs["status"] == "partial" and attrs["epoch"] == int(saved.group(1))
+    assert reader.has("vocoder_checkpoint") and attrs["steps"] > 0
+    vae_after = reader.tensors("vae")
+    assert all(vae_after[k].equal(v) for k, v in vae_before.items())
+
+    # resume to the end of the interrupted epoch: the step count continues, it does not restart
+    resume_to = attrs["epochs"] + 1
+    resumed = cli(["train", "vocoder", "tiny", "--resume", "--epochs", str(resume_to)])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert f"Vocoder training complete: {resume_to} epochs, {resume_to * 8} steps" in resumed.stdout
+    assert open_model(vae_model).attrs("vocoder")["steps"] == resume_to * 8

@@ -1,0 +1,217 @@
+"""The vocoder recipe (HiFiGANModule + VocoderDataModule) driven by a plain Lightning Trainer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from distillgan.audio import load_corpus
+from distillgan.errors import TrainingError
+from distillgan.lightning_modules.hifigan import (
+    HiFiGANModule,
+    VocoderConfig,
+    VocoderDataModule,
+    load_vocoder_config,
+)
+from distillgan.mel import log_mel_spectrogram
+from distillgan.networks.hifigan import Generator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny(**train: Any) -> VocoderConfig:
+    return load_vocoder_config(None, {"train": train}, recipe="vocoder_tiny")
+
+
+def fit(
+    cfg: VocoderConfig, corpus: Path, *, epochs: int, callbacks: list[L.Callback] | None = None
+) -> tuple[HiFiGANModule, L.Trainer]:
+    L.seed_everything(cfg.train.seed, verbose=False)
+    module = HiFiGANModule(cfg, total_epochs=epochs)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks or [],
+    )
+    trainer.fit(module, datamodule=VocoderDataModule([f.audio for f in load_corpus(corpus).files], cfg.train))
+    return module, trainer
+
+
+class Metrics(L.Callback):
+    """Every logged training metric, per step."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.steps.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+
+def test_five_files_with_batch_16_still_train_and_give_a_usable_generator(tiny_corpus: Path) -> None:
+    # 5 files, 6.1 s in all, minus the held-out clips: less than three batches of 16 x 8192
+    cfg = tiny(batch_size=16, segment_samples=8192, epochs=2, warmup_steps=1)
+    datamodule = VocoderDataModule([f.audio for f in load_corpus(tiny_corpus).files], cfg.train)
+    train_samples = sum(a.numel() for a in datamodule.train_audio)
+    expected_per_epoch = math.ceil(train_samples / (16 * 8192))
+    assert 1 <= expected_per_epoch <= 2
+
+    module, trainer = fit(cfg, tiny_corpus, epochs=2)
+    assert trainer.num_training_batches == expected_per_epoch
+    assert module.steps_trained == 2 * expected_per_epoch
+    assert len(module.val_history) == 2 and all(math.isfinite(v) for v in module.val_history)
+
+    # the folded inference weights load into a plain generator that reproduces the trained one
+    plain = Generator(cfg.generator, weight_norm=False)
+    plain.load_state_dict(module.generator.inference_state_dict())
+    mel = log_mel_spectrogram(datamodule.val_audio[0][None])
+    with torch.no_grad():
+        trained, folded = module.generator(mel), plain(mel)
+    assert folded.shape == (1, 1, mel.shape[-1] * 512)
+    torch.testing.assert_close(folded, trained, rtol=1e-4, atol=1e-5)
+
+
+def test_reconstruction_and_adversarial_losses_fall_over_a_short_run(tiny_corpus: Path) -> None:
+    metrics = Metrics()
+    cfg = tiny(lr=0.001, warmup_steps=16, epochs=4)  # 8 steps an epoch: 2 warm-up epochs, 2 GAN epochs
+    module, _ = fit(cfg, tiny_corpus, epochs=4, callbacks=[metrics])
+    mel_l1 = [m["train/mel_l1"] for m in metrics.steps]
+    assert len(mel_l1) == 32
+    assert np.mean(mel_l1[-4:]) < 0.8 * np.mean(mel_l1[:4])
+    assert module.val_history[-1] < module.val_history[0]
+    gan = [m for m in metrics.steps if "train/d_loss" in m]
+    assert len(gan) == 16 and all(math.isfinite(m["train/d_loss"]) for m in gan)
+    assert "train/stft" in metrics.steps[0] and "train/d_loss" not in metrics.steps[0]
+    assert all(math.isfinite(m["train/dc"]) for m in metrics.steps)
+
+
+class CountDiscriminatorGradients(L.Callback):
+    """How many times each backward pass reached a discriminator weight."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for p in pl_module.discriminators.parameters():  # type: ignore[union-attr]
+            p.register_hook(self._hook)
+
+    def _hook(self, grad: torch.Tensor) -> None:
+        self.calls += 1
+
+
+def test_generator_step_leaves_the_discriminators_frozen(tiny_corpus: Path) -> None:
+    counter = CountDiscriminatorGradients()
+    cfg = tiny(warmup_steps=0, epochs=1)
+    module, trainer = fit(cfg, tiny_corpus, epochs=1, callbacks=[counter])
+    weights = sum(1 for _ in module.discriminators.parameters())
+    # one discriminator backward per step reaches each weight; the generator's never does
+    assert counter.calls == weights * trainer.num_training_batches
+    assert all(p.requires_grad for p in module.discriminators.parameters())
+
+
+class PoisonBatches(L.Callback):
+    """Fill chosen batches with NaN and record whether those steps changed any weight or moment."""
+
+    def __init__(self, steps: set[int] | None = None, from_step: int | None = None) -> None:
+        self.steps = steps or set()
+        self.from_step = from_step
+        self.unchanged: list[bool] = []
+        self._before: list[torch.Tensor] = []
+
+    def _poisoned(self, step: int) -> bool:
+        return step in self.steps or (self.from_step is not None and step >= self.from_step)
+
+    def _state(self, trainer: L.Trainer, module: L.LightningModule) -> list[torch.Tensor]:
+        tensors = [p.detach().clone() for p in module.parameters()]
+        for optimizer in trainer.optimizers:
+            for state in optimizer.state.values():
+                tensors += [v.clone() for v in state.values() if isinstance(v, torch.Tensor)]
+        return tensors
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: Any, batch: torch.Tensor, *args: Any) -> None:
+        if self._poisoned(module.steps_trained):
+            batch.fill_(float("nan"))
+            self._before = self._state(trainer, module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: Any, *args: Any) -> None:
+        if self._poisoned(module.steps_trained - 1):
+            after = self._state(trainer, module)
+            self.unchanged.append(all(torch.equal(a, b) for a, b in zip(self._before, after, strict=True)))
+
+
+def test_non_finite_steps_are_skipped_counted_and_never_reach_the_weights(tiny_corpus: Path) -> None:
+    poison = PoisonBatches(steps={1, 9})  # one in the warm-up, one adversarial
+    module, _ = fit(tiny(warmup_steps=4, epochs=2), tiny_corpus, epochs=2, callbacks=[poison])
+    assert poison.unchanged == [True, True]
+    assert module.nonfinite_skipped == 2
+    assert module.steps_trained == 16
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    assert all(math.isfinite(v) for v in module.val_history)
+
+
+def test_repeated_non_finite_steps_stop_training_with_a_clear_message(tiny_corpus: Path) -> None:
+    poison = PoisonBatches(from_step=3)
+    with pytest.raises(TrainingError, match=r"last 5 steps had non-finite losses.*lower --lr"):
+        fit(tiny(max_nonfinite_steps=4, epochs=3), tiny_corpus, epochs=3, callbacks=[poison])
+    assert poison.unchanged == [True] * 5  # stopped at the first check (end of epoch 1)
+
+
+@pytest.mark.parametrize(
+    ("precision", "weights"),
+    [
+        ("bf16-mixed", torch.float32),
+        ("16-mixed", torch.float32),
+        ("bf16-true", torch.bfloat16),
+        ("64-true", torch.float64),
+    ],
+)
+def test_every_lightning_precision_trains_to_finite_losses(
+    tiny_corpus: Path, precision: str, weights: torch.dtype
+) -> None:
+    metrics = Metrics()
+    cfg = tiny(warmup_steps=1)
+    L.seed_everything(0, verbose=False)
+    module = HiFiGANModule(cfg)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        precision=precision,  # type: ignore[arg-type]
+        max_epochs=1,
+        limit_train_batches=2,  # one warm-up step, one adversarial step
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[metrics],
+    )
+    trainer.fit(
+        module, datamodule=VocoderDataModule([f.audio for f in load_corpus(tiny_corpus).files], cfg.train)
+    )
+    assert module.steps_trained == 2 and module.nonfinite_skipped == 0
+    assert "train/d_loss" in metrics.steps[-1] and all(math.isfinite(v) for v in metrics.steps[-1].values())
+    assert {p.dtype for p in module.parameters()} == {weights}
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    assert math.isfinite(module.val_history[-1])
+
+
+@pytest.mark.parametrize("recipe", ["vocoder", "vocoder_quick", "vocoder_tiny"])
+def test_builtin_recipes_are_valid_and_share_the_v2_generator(recipe: str) -> None:
+    cfg = load_vocoder_config(recipe=recipe)
+    full = load_vocoder_config(recipe="vocoder")
+    assert cfg.train.precision == "32"  # bf16 is far slower on CPUs without AMX
+    if recipe != "vocoder_tiny":
+        # the quick recipe trains the same generator as the full one; only the run differs
+        assert cfg.generator.upsample_initial_channel == full.generator.upsample_initial_channel == 128
+        assert cfg.generator.resblock_kernel_sizes == [3, 7, 11]
+        assert cfg.generator.mpd_periods == [2, 3, 5, 7, 11]
