@@ -13,7 +13,7 @@ import pytest
 
 from distillgan.modelfile import open_model
 from distillgan.training import steps_per_epoch, vocoder_epochs_for
-from tests.cli.test_train_vocoder import cli_env, run_until_sigint
+from tests.cli.conftest import cli_env, run_until_sigint
 
 pytestmark = pytest.mark.timeout(600)
 

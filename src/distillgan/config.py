@@ -97,6 +97,19 @@ def from_json(cls: type[T], text: str) -> T:
     return from_dict(cls, data)
 
 
+def json_attr(value: Any) -> dict[str, Any]:
+    """A JSON object stored as text in a model file (or already decoded); {} when it is not one."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            out = json.loads(value)
+        except ValueError:
+            return {}
+        return out if isinstance(out, dict) else {}
+    return {}
+
+
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)

@@ -12,8 +12,9 @@ signal at the export rate peaks above 0 dBFS (the vocoder's own clamp at full sc
 resampler's overshoot can do that), the whole clip is scaled down so its peak sits at
 :data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. Nothing else is changed: no
 limiter, no normalisation of quieter clips. ``clipped_samples`` counts the samples the vocoder
-itself delivered at full scale (|x| >= 1), i.e. clipping that is in the vocoded signal, not
-added by export. Generated clips get 5 ms raised-cosine fades at both ends, so cutting the
+itself delivered at (or within 0.1 dB of) full scale: a HiFi-GAN ends in tanh, which squashes
+an overshoot just below 1.0 rather than past it, so |x| >= 1 alone would never see its
+clipping. That is clipping in the vocoded signal, not added by export. Generated clips get 5 ms raised-cosine fades at both ends, so cutting the
 decoded stream to the exact duration leaves no click.
 """
 
@@ -332,8 +333,11 @@ def _finish(
     return Generation(audio=np.ascontiguousarray(out, dtype=np.float32), badge=badge)
 
 
+FULL_SCALE_THRESHOLD = 10 ** (-0.1 / 20)  # within 0.1 dB of full scale: tanh saturating
+
+
 def _full_scale_samples(audio: np.ndarray) -> int:
-    return int(np.count_nonzero(np.abs(audio) >= 1.0))
+    return int(np.count_nonzero(np.abs(audio) > FULL_SCALE_THRESHOLD))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from distillgan.audio import Corpus, build_manifest
-from distillgan.config import VAEConfig
+from distillgan.config import VAEConfig, json_attr
 from distillgan.errors import ConfigError
 from distillgan.modelfile import ModelLock, Section
 from distillgan.progress import CancelToken, ProgressListener
@@ -121,6 +121,43 @@ def load_model_corpus(
     check = check_model_corpus(manifest, audio_dir=audio_dir, accept_changes=accept_changes)
     present = [f["path"] for f in manifest["files"] if f["path"] not in set(check.missing)]
     return load_corpus(check.root, paths=present, on_skip=on_skip)
+
+
+# A resumed vocoder run keeps these from its own stored recipe: they shape the optimisation.
+KEPT_ON_RESUME = ("lr", "batch_size", "warmup_steps")
+
+
+@dataclass
+class ResumedVocoderRun:
+    cfg: Any  # the run's own VocoderConfig, with the settings that may change applied
+    total_epochs: int | None  # None: the recipe decides
+    epochs_done: int
+    ignored: list[str]  # asked-for settings that resuming keeps as they were
+
+
+def resumed_vocoder_run(
+    vocoder: dict[str, Any], train_overrides: dict[str, Any], epochs: int | None
+) -> ResumedVocoderRun:
+    """The recipe of an unfinished vocoder run, from the model file's ``/vocoder`` attrs.
+
+    Settings in :data:`KEPT_ON_RESUME` keep their stored values (those asked for differently
+    are listed in ``ignored``); the others (intervals, precision, ...) may change. ``epochs``
+    extends the run. The attrs are untrusted: the config loader validates them.
+    """
+    from distillgan.lightning_modules.hifigan import load_vocoder_config
+
+    stored_train = json_attr(vocoder.get("train_config"))
+    ignored = [
+        k for k in KEPT_ON_RESUME if k in train_overrides and train_overrides[k] != stored_train.get(k)
+    ]
+    train = {**stored_train, **{k: v for k, v in train_overrides.items() if k not in KEPT_ON_RESUME}}
+    cfg = load_vocoder_config(None, {"generator": json_attr(vocoder.get("config")), "train": train})
+    done = _count(vocoder.get("epochs"))
+    return ResumedVocoderRun(cfg, epochs or _count(vocoder.get("total_epochs")) or None, done, ignored)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _strategy(strategy: str) -> str:

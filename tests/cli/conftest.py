@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -50,3 +57,58 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
     assert "Traceback" not in result.stderr + result.stdout
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+def run_until_sigint(
+    args: list[str], env: dict[str, str], *, target: str = "main"
+) -> tuple[int, str, str, float]:
+    """Start `distillgan ARGS`, wait until training runs, send SIGINT; exit code, output, seconds to exit."""
+    process = subprocess.Popen(
+        [shutil.which("distillgan") or "distillgan", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "TensorBoard:" in line:
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(180), "training never started: " + "".join(lines)
+        time.sleep(3.0)  # a few steps into the run
+        pid = process.pid if target == "main" else _child_pid(process.pid)
+        sent = time.monotonic()
+        os.kill(pid, signal.SIGINT)
+        code = process.wait(120)
+        seconds = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(10)
+    assert process.stderr is not None
+    return code, "".join(lines), process.stderr.read(), seconds
+
+
+def _child_pid(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children, "no DDP worker process"
+    return int(children[0])
+
+
+def cli_env(models_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DISTILLGAN_MODELS_DIR": str(models_dir),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+    }

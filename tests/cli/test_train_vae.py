@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 
 from distillgan.audio import write_audio
 from distillgan.modelfile import ModelLock, open_model
-from tests.cli.conftest import CliRun, assert_one_line_error
+from tests.cli.conftest import CliRun, assert_one_line_error, cli_env, run_until_sigint
 
 TINY_RECIPE = {
     "model": {"latent_dim": 4, "channels": [16, 16], "kernel_size": 3},
@@ -157,3 +158,19 @@ def test_broken_model_files_are_clear_in_info_and_list(cli: CliRun, models_dir: 
     listed = cli(["model", "list"])
     assert listed.exit_code == 0
     assert "text" in listed.stdout and "unreadable" in listed.stdout
+
+
+def test_ctrl_c_saves_the_vae_run_and_exits_130(
+    tiny_corpus: Path, models_dir: Path, recipe: Path, cli: CliRun
+) -> None:
+    args = ["train", "vae", str(tiny_corpus), "--name", "rain", "--config", str(recipe), "--epochs", "2000"]
+    code, out, err, seconds = run_until_sigint(args, cli_env(models_dir))
+    assert code == 130 and "Traceback" not in err, err
+    saved = re.search(r"Checkpoint saved at epoch (\d+)\. Resume anytime\.", out)
+    assert saved, out + err
+    assert seconds < 30
+    path = models_dir / "rain.distillgan"
+    reader = open_model(path)
+    assert reader.has("vae_checkpoint")
+    summary = json.loads(reader.attrs("vae")["summary"])
+    assert summary["status"] == "partial" and summary["epoch"] == int(saved.group(1))

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import subprocess
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +17,7 @@ from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock, Section, open_model, write_model
 from distillgan.progress import CancelToken
 from distillgan.training import TrainerOptions, run_dir, train_vocoder
-from tests.cli.conftest import CliRun, assert_one_line_error
+from tests.cli.conftest import CliRun, assert_one_line_error, cli_env, run_until_sigint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -218,61 +213,6 @@ def test_every_mistake_is_one_clear_line(cli: CliRun, vae_model: Path, tmp_path:
     with ModelLock(vae_model, owner="distillgan ui"):
         assert_one_line_error(cli(["train", "vocoder", "tiny", *TINY]), "in use by distillgan ui")
     assert vae_model.read_bytes() == before
-
-
-def run_until_sigint(
-    args: list[str], env: dict[str, str], *, target: str = "main"
-) -> tuple[int, str, str, float]:
-    """Start `distillgan ARGS`, wait until training runs, send SIGINT; exit code, output, seconds to exit."""
-    process = subprocess.Popen(
-        [shutil.which("distillgan") or "distillgan", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    lines: list[str] = []
-    started = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if "TensorBoard:" in line:
-                started.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert started.wait(180), "training never started: " + "".join(lines)
-        time.sleep(3.0)  # a few steps into the run
-        pid = process.pid if target == "main" else _child_pid(process.pid)
-        sent = time.monotonic()
-        os.kill(pid, signal.SIGINT)
-        code = process.wait(120)
-        seconds = time.monotonic() - sent
-    finally:
-        if process.poll() is None:
-            process.kill()
-    reader.join(10)
-    assert process.stderr is not None
-    return code, "".join(lines), process.stderr.read(), seconds
-
-
-def _child_pid(pid: int) -> int:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    assert children, "no DDP worker process"
-    return int(children[0])
-
-
-def cli_env(models_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DISTILLGAN_MODELS_DIR": str(models_dir),
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": "1",
-    }
 
 
 def test_ctrl_c_saves_at_once_and_the_run_resumes(vae_model: Path, models_dir: Path, cli: CliRun) -> None:

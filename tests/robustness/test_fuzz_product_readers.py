@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distillgan.audio import check_manifest
-from distillgan.cli.common import json_attr
+from distillgan.config import json_attr
 from distillgan.errors import DistillganError
 from distillgan.generation import load_vae, vocoder_status
 from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +107,3 @@ def print_run_end(console: Any, result: Any, stage: str) -> None:
             f"[green]{stage} training complete[/green]: {result.epochs_completed} epochs, {result.steps} steps"
         )
     console.print(f"Model: {result.model_path}")
-
-
-def json_attr(value: Any) -> dict[str, Any]:
-    """A JSON object stored as text in a model file (or already decoded); {} when it is not one."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str):
-        try:
-            out = json.loads(value)
-        except ValueError:
-            return {}
-        return out if isinstance(out, dict) else {}
-    return {}

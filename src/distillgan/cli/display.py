@@ -65,6 +65,8 @@ class TrainingDisplay:
         return Group(table, self.progress)
 
     def __call__(self, event: ProgressEvent) -> None:
+        if event.kind == "start" and event.path:
+            self.console.print(f"TensorBoard: tensorboard --logdir {escape(event.path)}", soft_wrap=True)
         if event.kind in ("step", "epoch", "start", "end"):
             self.last = event
             self.progress.update(self.task, total=event.total_steps or None, completed=event.step)

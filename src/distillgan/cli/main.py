@@ -36,9 +36,11 @@ model.add_command(_models.model_list)
 model.add_command(_models.model_info)
 cli.add_command(_generate.generate_command)
 cli.add_command(_generate.vocode_command)
+from distillgan.cli.demo import demo_command  # noqa: E402
 from distillgan.cli.ui import ui_command  # noqa: E402
 
 cli.add_command(ui_command)
+cli.add_command(demo_command)
 
 
 def main(argv: list[str] | None = None) -> None:

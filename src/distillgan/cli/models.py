@@ -10,11 +10,8 @@ from typing import Any
 
 import click
 
-from distillgan.cli.common import (
-    console_for,
-    json_attr,
-    models_dir_option,
-)
+from distillgan.cli.common import console_for, models_dir_option
+from distillgan.config import json_attr
 
 
 def _fmt_time(value: Any) -> str:
@@ -24,6 +21,13 @@ def _fmt_time(value: Any) -> str:
         return datetime.fromisoformat(str(value)).astimezone().strftime("%Y-%m-%d %H:%M")
     except ValueError:
         return str(value)
+
+
+def _fmt_metric(value: Any) -> str:
+    """A stored metric, untrusted: 4 significant digits when it is a number, else "?"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.4g}"
+    return "?"
 
 
 def _fmt_size(num: int) -> str:
@@ -163,7 +167,7 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         console.print(
             escape(
                 f"vae: {s.get('status', '?')}, {s.get('epochs_completed', '?')}/{s.get('total_epochs', '?')} epochs, "
-                f"{s.get('steps', '?')} steps, val recon {s.get('val_recon_first')} → {s.get('val_recon_last')} "
+                f"{s.get('steps', '?')} steps, val recon {_fmt_metric(s.get('val_recon_first'))} → {_fmt_metric(s.get('val_recon_last'))} "
                 f"(latent {m.get('latent_dim')}, channels {m.get('channels')})"
             )
         )
@@ -172,7 +176,7 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         console.print(
             escape(
                 f"vocoder: {v.get('type', '?')} {v.get('status', '?')}, {v.get('epochs', '?')} epochs, "
-                f"{v.get('steps', '?')} steps, held-out mel error best {v.get('val_mel_l1_best')} last {v.get('val_mel_l1_last')}"
+                f"{v.get('steps', '?')} steps, held-out mel error best {_fmt_metric(v.get('val_mel_l1_best'))} last {_fmt_metric(v.get('val_mel_l1_last'))}"
             )
         )
     else:

@@ -12,12 +12,12 @@ from distillgan.cli.common import (
     ask_yes,
     build_trainer_options,
     console_for,
-    json_attr,
     load_corpus_verbose,
     models_dir_option,
     print_run_end,
     trainer_options,
 )
+from distillgan.config import json_attr
 from distillgan.errors import DistillganError
 
 
@@ -128,9 +128,9 @@ def train_vae_command(
                 options=options,
                 resume=resume,
             )
-        if result.log_dir:
-            console.print(f"TensorBoard: tensorboard --logdir {Path(result.log_dir).parent}")
         print_run_end(console, result, "VAE")
+        if result.status != "complete":
+            raise SystemExit(130)
     finally:
         lock.release()
 
@@ -275,7 +275,13 @@ def train_vocoder_command(
     from distillgan.lightning_modules.hifigan import load_vocoder_config
     from distillgan.modelfile import ModelLock, open_model, resolve_model
     from distillgan.progress import CancelToken
-    from distillgan.training import check_model_corpus, load_model_corpus, run_dir, train_vocoder
+    from distillgan.training import (
+        check_model_corpus,
+        load_model_corpus,
+        resumed_vocoder_run,
+        run_dir,
+        train_vocoder,
+    )
 
     worker = _is_ddp_worker()
     console, err = console_for(), console_for(stderr=True)
@@ -313,27 +319,18 @@ def train_vocoder_command(
             if value is not None:
                 overrides["train"][key] = value
         if resume:
-            # the run's own recipe; only what does not change the optimisation may differ
-            kept = [k for k in ("lr", "batch_size", "warmup_steps") if k in overrides["train"]]
-            if kept or config_file is not None:
+            run = resumed_vocoder_run(vocoder, overrides["train"], epochs)
+            if run.ignored or config_file is not None:
+                ignored = ", ".join("--" + k.replace("_", "-") for k in run.ignored)
                 err.print(
                     "[yellow]warning:[/yellow] resuming keeps the run's own recipe"
-                    + (f" ({', '.join('--' + k.replace('_', '-') for k in kept)} ignored)" if kept else "")
+                    + (f" ({ignored} ignored)" if ignored else "")
                 )
-            train_overrides = {k: v for k, v in overrides["train"].items() if k not in kept}
-            stored = {
-                "generator": json_attr(vocoder.get("config")),
-                "train": json_attr(vocoder.get("train_config")),
-            }
-            cfg = load_vocoder_config(
-                None, {**stored, "train": {**stored["train"], **train_overrides}}, recipe=recipe
-            )
-            done = int(vocoder.get("epochs") or 0)
-            epochs = epochs or int(vocoder.get("total_epochs") or 0) or None
-            if epochs is not None and epochs <= done:
+            cfg, epochs = run.cfg, run.total_epochs
+            if epochs is not None and epochs <= run.epochs_done:
                 raise DistillganError(
-                    f"the saved run has already trained {done} epochs: pass --epochs N with N above {done} "
-                    "to train on, or --fresh to start over"
+                    f"the saved run has already trained {run.epochs_done} epochs: pass --epochs N with N "
+                    f"above {run.epochs_done} to train on, or --fresh to start over"
                 )
         else:
             cfg = load_vocoder_config(config_file, overrides, recipe=recipe)
@@ -351,12 +348,6 @@ def train_vocoder_command(
         console.print(f"{verb} the HiFi-GAN vocoder of '{path.stem}' — Ctrl+C saves a checkpoint and stops")
         token = CancelToken()
         display = TrainingDisplay(console, "vocoder")
-
-        def listener(event: Any) -> None:
-            if event.kind == "start" and event.path:
-                console.print(f"TensorBoard: tensorboard --logdir {event.path}", soft_wrap=True)
-            display(event)
-
         os.environ[_DECISION_ENV] = "resume" if resume else "fresh"
         try:
             with display, cancel_on_ctrl_c(token, console):
@@ -365,7 +356,7 @@ def train_vocoder_command(
                     path,
                     cfg,
                     lock=lock,
-                    listener=None if worker else listener,
+                    listener=None if worker else display,
                     cancel=token,
                     options=options,
                     resume=resume,

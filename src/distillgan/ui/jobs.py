@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import threading
 import time
@@ -20,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from distillgan.cli.common import json_attr
+from distillgan.config import json_attr
 from distillgan.errors import CorpusError, DistillganError, ModelFileError
 from distillgan.modelfile import SUFFIX, ModelLock, open_model
 from distillgan.progress import CancelToken, ProgressEvent
@@ -28,8 +27,6 @@ from distillgan.progress import CancelToken, ProgressEvent
 Stage = Literal["vae", "vocoder"]
 JobState = Literal["preparing", "running", "finished", "cancelled", "failed"]
 
-# A resumed vocoder run keeps these from its stored recipe (as the CLI does).
-KEPT_ON_RESUME = ("lr", "batch_size", "warmup_steps")
 UI_CORPUS_HINT = (
     "here: Advanced → 'Corpus folder, if it moved' or 'Train even if corpus files are missing or changed'"
 )
@@ -218,7 +215,7 @@ def build_config(
         if resume:
             if request.train or request.epochs:
                 notes.append("Resuming keeps the run's own settings.")
-            return load_vae_config(None, json.loads((state.vae_attrs or {})["config"])), None, notes
+            return load_vae_config(None, json_attr((state.vae_attrs or {}).get("config"))), None, notes
         train = {**request.train, **({"epochs": request.epochs} if request.epochs else {})}
         return load_vae_config(request.recipe_file, {"train": train}), None, notes
 
@@ -227,16 +224,17 @@ def build_config(
     if not resume:
         cfg = load_vocoder_config(request.recipe_file, {"train": request.train}, recipe=request.recipe)
         return cfg, request.epochs, notes
-    vocoder = state.vocoder or {}
-    stored = json.loads(vocoder["train_config"])
-    changed = [
-        key for key in KEPT_ON_RESUME if key in request.train and request.train[key] != stored.get(key)
-    ]
-    if changed:
-        notes.append(f"Resuming keeps the run's own {', '.join(k.replace('_', ' ') for k in changed)}.")
-    train = {**stored, **{k: v for k, v in request.train.items() if k not in KEPT_ON_RESUME}}
-    cfg = load_vocoder_config(None, {"generator": json.loads(vocoder["config"]), "train": train})
-    return cfg, request.epochs or int(vocoder.get("total_epochs") or 0) or None, notes
+    from distillgan.training import resumed_vocoder_run
+
+    run = resumed_vocoder_run(state.vocoder or {}, request.train, request.epochs)
+    if run.ignored:
+        notes.append(f"Resuming keeps the run's own {', '.join(k.replace('_', ' ') for k in run.ignored)}.")
+    if run.total_epochs is not None and run.total_epochs <= run.epochs_done:
+        raise DistillganError(
+            f"the saved run has already trained {run.epochs_done} epochs: set Epochs above "
+            f"{run.epochs_done} to train on, or start fresh"
+        )
+    return run.cfg, run.total_epochs, notes
 
 
 # ---------------------------------------------------------------------------------------------
