@@ -38,7 +38,7 @@ from tests.robustness.harness import (
     TINY_VAE,
     TINY_VOCODER,
     CliProcess,
-    lock_holder,
+    holds_lock,
     make_vae_model,
     preview_epochs,
     run_cli,
@@ -104,7 +104,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         with CliProcess(cmd, models_dir=models, log_dir=logs, label=f"round-{n}") as run:
             try:
                 wait_until(
-                    lambda run=run: (lock_holder(model) or {}).get("pid") == run.pid or not run.running(),
+                    lambda run=run: holds_lock(model, run) or not run.running(),
                     timeout=600,
                     what="the trainer to start",
                     interval=0.02,

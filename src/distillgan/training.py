@@ -156,6 +156,12 @@ def resumed_vocoder_run(
     return ResumedVocoderRun(cfg, epochs or _count(vocoder.get("total_epochs")) or None, done, ignored)
 
 
+def resume_epoch(epochs_completed: Any) -> int:
+    """The epoch (counted from 1) a saved training state continues with: the one after those
+    completed. ``epochs_completed`` comes from a model file (untrusted)."""
+    return _count(epochs_completed) + 1
+
+
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
@@ -183,6 +189,7 @@ def _trainer(
     steps_per_epoch: int,
 ) -> Any:
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import TensorBoardLogger
 
     quiet_lightning()
@@ -192,43 +199,26 @@ def _trainer(
         version=f"{stage}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
         default_hp_metric=False,
     )
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
     try:
-        return _build_trainer(
-            L, logger, max_epochs, options, callbacks, precision, val_every, steps_per_epoch
+        return L.Trainer(
+            max_epochs=max_epochs,
+            accelerator=options.accelerator,
+            devices=options.devices,
+            num_nodes=options.num_nodes,
+            strategy=options.strategy,
+            precision=options.precision or precision,  # type: ignore[arg-type]
+            logger=logger,
+            callbacks=callbacks,
+            enable_checkpointing=True,  # our ModelFileCheckpoint replaces the default ModelCheckpoint
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            check_val_every_n_epoch=val_every,
+            log_every_n_steps=max(1, min(50, steps_per_epoch)),
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
         # e.g. an unknown --accelerator, a GPU asked for on a machine without one, a bad --devices
         raise ConfigError(f"cannot set up training: {str(exc).strip().splitlines()[0]}") from exc
-
-
-def _build_trainer(
-    L: Any,
-    logger: Any,
-    max_epochs: int,
-    options: TrainerOptions,
-    callbacks: list[Any],
-    precision: str,
-    val_every: int,
-    steps_per_epoch: int,
-) -> Any:
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator=options.accelerator,
-        devices=options.devices,
-        num_nodes=options.num_nodes,
-        strategy=options.strategy,
-        precision=options.precision or precision,  # type: ignore[arg-type]
-        logger=logger,
-        callbacks=callbacks,
-        enable_checkpointing=True,  # our ModelFileCheckpoint replaces the default ModelCheckpoint
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        check_val_every_n_epoch=val_every,
-        log_every_n_steps=max(1, min(50, steps_per_epoch)),
-    )
 
 
 def _drop_if_unreadable(model_path: Path) -> None:

@@ -283,6 +283,11 @@ def lock_holder(model: Path) -> dict[str, Any] | None:
         return None
 
 
+def holds_lock(model: Path, process: CliProcess) -> bool:
+    """``process`` holds the model's lock: it has got past its checks and is training."""
+    return (lock_holder(model) or {}).get("pid") == process.pid
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -35,6 +35,7 @@ from tests.robustness.harness import (
     TINY_VOCODER,
     CliProcess,
     freeze_mid_write,
+    holds_lock,
     lock_holder,
     make_vae_model,
     pid_alive,
@@ -116,12 +117,7 @@ def test_vocoder_killed_mid_write_and_at_random_resumes(tmp_path: Path) -> None:
         log_dir=logs,
         label="second",
     ) as second:
-        wait_until(
-            lambda: (lock_holder(model) or {}).get("pid") == second.pid,
-            timeout=300,
-            watch=second,
-            what="the lock",
-        )
+        wait_until(lambda: holds_lock(model, second), timeout=300, watch=second, what="the lock")
         end = time.monotonic() + delay
         while time.monotonic() < end:
             assert second.running(), second.describe()
@@ -144,12 +140,7 @@ def test_vocoder_killed_mid_write_and_at_random_resumes(tmp_path: Path) -> None:
         log_dir=logs,
         label="third",
     ) as third:
-        wait_until(
-            lambda: (lock_holder(model) or {}).get("pid") == third.pid,
-            timeout=300,
-            watch=third,
-            what="the lock",
-        )
+        wait_until(lambda: holds_lock(model, third), timeout=300, watch=third, what="the lock")
         holder = f"in use by distillgan train vocoder (pid {third.pid} on {socket.gethostname()}"
         where = ["--models-dir", str(models)]
         for args in (

@@ -33,7 +33,8 @@ def model(**changes: object) -> ModelState:
 
 
 def partial(epoch: int) -> dict[str, object]:
-    return {**VOCODER_ATTRS, "status": "partial", "epoch": epoch}
+    """Cancelled during ``epoch``: the ones before it are complete."""
+    return {**VOCODER_ATTRS, "status": "partial", "epoch": epoch, "epochs": epoch - 1}
 
 
 COMPLETE = {**VOCODER_ATTRS, "status": "complete", "epoch": 12, "epochs": 12}
@@ -61,7 +62,8 @@ def test_a_complete_vocoder_is_replaced_only_when_confirmed() -> None:
     assert question_for(vocoder_request().answer("replace"), state) is None
     # a kept training state of a complete run: first resume-or-fresh, then "fresh" needs the replace
     kept = model(vocoder=COMPLETE, vocoder_checkpoint=True)
-    assert question_for(vocoder_request(), kept).options[0] == ("Resume from epoch 12", "resume")
+    # 12 epochs done: resuming (with more epochs) continues with the 13th
+    assert question_for(vocoder_request(), kept).options[0] == ("Resume from epoch 13", "resume")
     fresh = vocoder_request().answer("fresh")
     assert question_for(fresh, kept).text.endswith("Replace it?")
     assert question_for(fresh.answer("replace"), kept) is None
@@ -71,7 +73,9 @@ def test_a_complete_vocoder_is_replaced_only_when_confirmed() -> None:
 def test_vae_questions_resume_then_replace() -> None:
     request = TrainRequest(stage="vae", model_path=MODEL, corpus_dir=Path("/corpus"))
     assert question_for(request, ModelState(MODEL)) is None  # a new model
-    unfinished = model(vae_attrs={"summary": json.dumps({"epoch": 4})}, vae_checkpoint=True)
+    unfinished = model(
+        vae_attrs={"summary": json.dumps({"epoch": 4, "epochs_completed": 3})}, vae_checkpoint=True
+    )
     question = question_for(request, unfinished)
     assert question.text == "Model **bells** has an unfinished VAE run. Resume from epoch 4 or start fresh?"
     assert question_for(request.answer("resume"), unfinished) is None

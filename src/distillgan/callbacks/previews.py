@@ -65,16 +65,9 @@ class AudioPreviews(L.Callback):
         except (OSError, RuntimeError) as exc:  # e.g. a full disk: soundfile raises RuntimeErrors
             # previews are a side output: training goes on (the next checkpoint write tells
             # the user if the disk is full), the listener says which preview is missing
-            if self.listener is not None:
-                self.listener(
-                    ProgressEvent(
-                        stage="vocoder",
-                        kind="preview",
-                        epoch=epoch,
-                        total_epochs=trainer.max_epochs or 0,
-                        message=f"preview of epoch {epoch} not written: {str(exc).strip()[:200]}",
-                    )
-                )
+            self._announce(
+                trainer, epoch, message=f"preview of epoch {epoch} not written: {str(exc).strip()[:200]}"
+            )
 
     def _write(self, trainer: L.Trainer, audio: torch.Tensor, epoch: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -89,13 +82,20 @@ class AudioPreviews(L.Callback):
                 experiment.add_audio(
                     f"preview/clip-{i}", clip[None], global_step=epoch, sample_rate=SAMPLE_RATE
                 )
-            if self.listener is not None:
-                self.listener(
-                    ProgressEvent(
-                        stage="vocoder",
-                        kind="preview",
-                        epoch=epoch,
-                        total_epochs=trainer.max_epochs or 0,
-                        path=str(path),
-                    )
+            self._announce(trainer, epoch, path=str(path))
+
+    def _announce(
+        self, trainer: L.Trainer, epoch: int, *, path: str | None = None, message: str = ""
+    ) -> None:
+        """A ``preview`` event: ``path`` of the written WAV, or None and ``message`` saying why not."""
+        if self.listener is not None:
+            self.listener(
+                ProgressEvent(
+                    stage="vocoder",
+                    kind="preview",
+                    epoch=epoch,
+                    total_epochs=trainer.max_epochs or 0,
+                    path=path,
+                    message=message,
                 )
+            )

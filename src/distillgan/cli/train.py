@@ -66,7 +66,7 @@ def train_vae_command(
     from distillgan.config import load_vae_config
     from distillgan.modelfile import ModelLock, new_model_path, open_model
     from distillgan.progress import CancelToken
-    from distillgan.training import train_vae
+    from distillgan.training import resume_epoch, train_vae
 
     console, err = console_for(), console_for(stderr=True)
     overrides: dict[str, Any] = {"train": {}}
@@ -90,7 +90,7 @@ def train_vae_command(
         if model_path.exists():
             reader = open_model(model_path)
             if reader.has("vae_checkpoint") and not overwrite:
-                epoch = json_attr(reader.attrs("vae").get("summary")).get("epoch", "?")
+                epoch = resume_epoch(json_attr(reader.attrs("vae").get("summary")).get("epochs_completed"))
                 if resume_flag is None:
                     resume_flag = ask_choice(
                         f"Model '{model_path.stem}' has an unfinished VAE run. Resume from epoch {epoch} or start fresh?",
@@ -150,12 +150,13 @@ def _resume_decision(
     name: str, flag: str | None, has_checkpoint: bool, vocoder: dict[str, Any], yes: bool
 ) -> bool:
     """Resume or start fresh, and whether replacing a finished vocoder is allowed; asks when unsure."""
+    from distillgan.training import resume_epoch
+
     if flag == "resume" and not has_checkpoint:
         raise DistillganError(f"model '{name}' has no vocoder training state to resume: run without --resume")
     if has_checkpoint and flag is None:
-        resume_epoch = int(vocoder.get("epochs") or 0) + 1
         flag = ask_choice(
-            f"Resume from epoch {resume_epoch} or start fresh?",
+            f"Resume from epoch {resume_epoch(vocoder.get('epochs'))} or start fresh?",
             ["resume", "fresh"],
             "a saved vocoder training state exists: pass --resume or --fresh",
         )

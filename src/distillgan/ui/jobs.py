@@ -80,12 +80,14 @@ class ModelState:
 
     def resume_epoch(self, stage: Stage) -> int | None:
         """The epoch a saved training state of ``stage`` resumes from, or None without one."""
+        from distillgan.training import resume_epoch
+
         if stage == "vae":
             summary = self.vae_summary
-            return int(summary.get("epoch") or 1) if self.vae_checkpoint and summary is not None else None
+            return resume_epoch(summary.get("epochs_completed")) if self.vae_checkpoint and summary else None
         if not self.vocoder_checkpoint:
             return None
-        return int((self.vocoder or {}).get("epoch") or 1)
+        return resume_epoch((self.vocoder or {}).get("epochs"))
 
 
 def read_model_state(path: Path) -> ModelState:
