@@ -76,11 +76,13 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     assert open_model(vae_model).has("vocoder_checkpoint")
     assert (vocoder["status"], vocoder["epoch"]) == ("partial", epoch)
     expect(page.locator("#vocoder-cancel")).to_be_disabled()
+    # the epoch that runs next: this one again after a mid-epoch cancel, the next after its last step
+    next_epoch = epoch if vocoder["epochs"] < epoch else epoch + 1
 
     # starting again asks, every time; the resumed run is given a nearer end
     field(page, "vocoder-epochs").fill(str(epoch + 2))
     page.locator("#vocoder-start").click()
-    expect(page.locator("#vocoder-question")).to_have_text(f"Resume from epoch {epoch} or start fresh?")
+    expect(page.locator("#vocoder-question")).to_have_text(f"Resume from epoch {next_epoch} or start fresh?")
     expect(page.locator("#vocoder-answer-2")).to_have_text("Start fresh")
     page.locator("#vocoder-answer-1").click()
     expect(status).to_contain_text("Resuming the vocoder")
