@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import queue
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +27,7 @@ from distillgan.vocoders import hifigan as hifigan_vocoder
 from distillgan.vocoders.bigvgan import BigVGANVocoder, load_bigvgan_vocoder
 from distillgan.vocoders.hifigan import (
     GOOD_MEL_L1,
+    TILE_BYTES,
     HiFiGANInfo,
     HiFiGANVocoder,
     InferenceGenerator,
@@ -90,15 +95,32 @@ def reach_in_frames(network: torch.nn.Module, frames: int) -> int:
 
 
 @pytest.mark.parametrize("cfg", [NARROW_HIFIGAN, TINY_HIFIGAN], ids=["v2-layout", "tiny"])
-def test_inference_generator_computes_the_generator(cfg: HiFiGANConfig) -> None:
+@pytest.mark.parametrize("tile_bytes", [TILE_BYTES, 1], ids=["default-tiles", "smallest-tiles"])
+def test_inference_generator_computes_the_generator(
+    cfg: HiFiGANConfig, tile_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     generator = unit_gain_(Generator(cfg, weight_norm=False)).eval()
+    fast_generator = InferenceGenerator(generator, tile_bytes=tile_bytes)
+    calls: list[int] = []
+    resblocks = InferenceGenerator._resblocks
+
+    def counted(blocks: torch.nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[-1])
+        return resblocks(blocks, x)
+
+    monkeypatch.setattr(InferenceGenerator, "_resblocks", staticmethod(counted))
     mel = random_mel(40).unsqueeze(0)
     with torch.inference_mode():
         reference = generator(mel)
-        fast = InferenceGenerator(generator)(mel)
+        fast = fast_generator(mel)
     assert fast.shape == reference.shape == (1, 1, 40 * HOP_LENGTH)
     assert reference.std() > 0.05  # a real signal, so the comparison means something
     torch.testing.assert_close(fast, reference, atol=2e-5, rtol=1e-4)
+    stages = len(cfg.upsample_rates)
+    if tile_bytes == 1:  # tiles of `halo` samples: the later stages run in many tiles
+        assert len(calls) > 4 * stages and min(calls) <= 3 * fast_generator.halo
+    else:  # these short activations fit in one tile
+        assert len(calls) == stages
 
 
 @pytest.mark.parametrize(
@@ -190,6 +212,45 @@ def test_vocoding_flushes_denormals_without_touching_the_caller(monkeypatch: pyt
         seen.clear()
         vocoder.vocode(random_mel(40 * vocoder.context_frames))  # long: split, one core per worker
         assert len(seen) == threads and all(s == (True, 1) for s in seen)
+
+
+def test_vocoding_threads_live_on_between_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    vocoder = hifigan_vocoder_for(TINY_HIFIGAN)
+    workers: list[set[threading.Thread]] = []
+    forward = vocoder._forward
+
+    def spy(mel: torch.Tensor) -> torch.Tensor:
+        workers[-1].add(threading.current_thread())
+        return forward(mel)
+
+    monkeypatch.setattr(vocoder, "_forward", spy)
+    mel = random_mel(40 * vocoder.context_frames)
+    outputs = []
+    for _ in range(2):
+        workers.append(set())
+        outputs.append(vocoder.vocode(mel, chunk_frames=vocoder.context_frames))
+    assert threading.current_thread() not in workers[0]
+    assert workers[0] == workers[1]  # the same threads, not new ones per call
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork on Windows")
+def test_a_forked_child_vocodes_with_its_own_threads() -> None:
+    vocoder = hifigan_vocoder_for(TINY_HIFIGAN)
+    mel = random_mel(40 * vocoder.context_frames)
+    expected = vocoder.vocode(mel)  # the parent's worker threads now exist; a child has none
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=lambda: results.put(vocoder.vocode(mel)))
+    child.start()
+    try:
+        audio = results.get(timeout=60)  # before join: the child exits once its result is read
+    except queue.Empty:
+        pytest.fail("vocoding in a forked child hung (it waited for the parent's threads)")
+    finally:
+        child.kill()
+        child.join()
+    np.testing.assert_array_equal(audio, expected)
 
 
 # ---------------------------------------------------------------------------------------------
