@@ -233,7 +233,7 @@ class InferenceGenerator(nn.Module):
     def _tiled(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         """The sum of a stage's resblocks, over time tiles on the CPU."""
         length = x.shape[-1]
-        tile = max(self.halo, self.tile_bytes // (x.element_size() * x.shape[0] * x.shape[1]))
+        tile = max(1, self.halo, self.tile_bytes // (x.element_size() * x.shape[0] * x.shape[1]))
         if x.device.type != "cpu" or length <= tile + 2 * self.halo:
             return self._resblocks(blocks, x)
         out = torch.empty_like(x)
