@@ -110,6 +110,11 @@ def json_attr(value: Any) -> dict[str, Any]:
     return {}
 
 
+def stored_count(value: Any) -> int | None:
+    """A count stored in a model file (untrusted): a non-negative int, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)

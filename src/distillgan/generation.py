@@ -14,8 +14,9 @@ resampler's overshoot can do that), the whole clip is scaled down so its peak si
 limiter, no normalisation of quieter clips. ``clipped_samples`` counts the samples the vocoder
 itself delivered at (or within 0.1 dB of) full scale: a HiFi-GAN ends in tanh, which squashes
 an overshoot just below 1.0 rather than past it, so |x| >= 1 alone would never see its
-clipping. That is clipping in the vocoded signal, not added by export. Generated clips get 5 ms raised-cosine fades at both ends, so cutting the
-decoded stream to the exact duration leaves no click.
+clipping. That is clipping in the vocoded signal, not added by export. Generated clips get
+5 ms raised-cosine fades at both ends, so cutting the decoded stream to the exact duration
+leaves no click.
 """
 
 from __future__ import annotations

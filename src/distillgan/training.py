@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from distillgan.audio import Corpus, build_manifest
-from distillgan.config import VAEConfig, json_attr
-from distillgan.errors import ConfigError
+from distillgan.config import VAEConfig, json_attr, stored_count
+from distillgan.errors import ConfigError, DistillganError
 from distillgan.modelfile import ModelLock, Section
 from distillgan.progress import CancelToken, ProgressListener
 
@@ -131,18 +131,20 @@ KEPT_ON_RESUME = ("lr", "batch_size", "warmup_steps")
 class ResumedVocoderRun:
     cfg: Any  # the run's own VocoderConfig, with the settings that may change applied
     total_epochs: int | None  # None: the recipe decides
-    epochs_done: int
     ignored: list[str]  # asked-for settings that resuming keeps as they were
 
 
 def resumed_vocoder_run(
-    vocoder: dict[str, Any], train_overrides: dict[str, Any], epochs: int | None
+    vocoder: dict[str, Any], train_overrides: dict[str, Any], epochs: int | None, *, go_on: str
 ) -> ResumedVocoderRun:
     """The recipe of an unfinished vocoder run, from the model file's ``/vocoder`` attrs.
 
     Settings in :data:`KEPT_ON_RESUME` keep their stored values (those asked for differently
     are listed in ``ignored``); the others (intervals, precision, ...) may change. ``epochs``
     extends the run. The attrs are untrusted: the config loader validates them.
+
+    Raises :class:`DistillganError` when the run has no epochs left to train; ``go_on`` tells
+    the user how to continue in the front end's own terms (``{done}`` is the epochs trained).
     """
     from distillgan.lightning_modules.hifigan import load_vocoder_config
 
@@ -152,18 +154,17 @@ def resumed_vocoder_run(
     ]
     train = {**stored_train, **{k: v for k, v in train_overrides.items() if k not in KEPT_ON_RESUME}}
     cfg = load_vocoder_config(None, {"generator": json_attr(vocoder.get("config")), "train": train})
-    done = _count(vocoder.get("epochs"))
-    return ResumedVocoderRun(cfg, epochs or _count(vocoder.get("total_epochs")) or None, done, ignored)
+    done = stored_count(vocoder.get("epochs")) or 0
+    total = epochs or stored_count(vocoder.get("total_epochs")) or None
+    if total is not None and total <= done:
+        raise DistillganError(f"the saved run has already trained {done} epochs: {go_on.format(done=done)}")
+    return ResumedVocoderRun(cfg, total, ignored)
 
 
 def resume_epoch(epochs_completed: Any) -> int:
     """The epoch (counted from 1) a saved training state continues with: the one after those
     completed. ``epochs_completed`` comes from a model file (untrusted)."""
-    return _count(epochs_completed) + 1
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return (stored_count(epochs_completed) or 0) + 1
 
 
 def _strategy(strategy: str) -> str:

@@ -320,7 +320,12 @@ def train_vocoder_command(
             if value is not None:
                 overrides["train"][key] = value
         if resume:
-            run = resumed_vocoder_run(vocoder, overrides["train"], epochs)
+            run = resumed_vocoder_run(
+                vocoder,
+                overrides["train"],
+                epochs,
+                go_on="pass --epochs N with N above {done} to train on, or --fresh to start over",
+            )
             if run.ignored or config_file is not None:
                 ignored = ", ".join("--" + k.replace("_", "-") for k in run.ignored)
                 err.print(
@@ -328,11 +333,6 @@ def train_vocoder_command(
                     + (f" ({ignored} ignored)" if ignored else "")
                 )
             cfg, epochs = run.cfg, run.total_epochs
-            if epochs is not None and epochs <= run.epochs_done:
-                raise DistillganError(
-                    f"the saved run has already trained {run.epochs_done} epochs: pass --epochs N with N "
-                    f"above {run.epochs_done} to train on, or --fresh to start over"
-                )
         else:
             cfg = load_vocoder_config(config_file, overrides, recipe=recipe)
         options = build_trainer_options(

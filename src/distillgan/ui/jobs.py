@@ -228,14 +228,14 @@ def build_config(
         return cfg, request.epochs, notes
     from distillgan.training import resumed_vocoder_run
 
-    run = resumed_vocoder_run(state.vocoder or {}, request.train, request.epochs)
+    run = resumed_vocoder_run(
+        state.vocoder or {},
+        request.train,
+        request.epochs,
+        go_on="set Epochs above {done} to train on, or start fresh",
+    )
     if run.ignored:
         notes.append(f"Resuming keeps the run's own {', '.join(k.replace('_', ' ') for k in run.ignored)}.")
-    if run.total_epochs is not None and run.total_epochs <= run.epochs_done:
-        raise DistillganError(
-            f"the saved run has already trained {run.epochs_done} epochs: set Epochs above "
-            f"{run.epochs_done} to train on, or start fresh"
-        )
     return run.cfg, run.total_epochs, notes
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillgan import config as cfg_lib
+from distillgan.config import stored_count
 from distillgan.errors import ConfigError, ModelFileError, VocoderUnavailableError
 from distillgan.modelfile import open_model
 from distillgan.networks.hifigan import LRELU_SLOPE, Generator, HiFiGANConfig
@@ -96,10 +97,6 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
 def read_vocoder_info(model_path: Path) -> HiFiGANInfo | None:
     """The per-model vocoder's summary, or None when the model has none.
 
@@ -116,14 +113,14 @@ def read_vocoder_info(model_path: Path) -> HiFiGANInfo | None:
             f"(expected {TYPE!r}; was it made by a newer version?)"
         )
     status = attrs.get("status")
-    epochs = _count(attrs.get("epochs"))
+    epochs = stored_count(attrs.get("epochs"))
     if status not in ("complete", "partial") or epochs is None:
         raise ModelFileError(f"the vocoder stage of {model_path} is damaged (bad status or epoch count)")
     return HiFiGANInfo(
         status=status,
         epochs=epochs,
-        total_epochs=_count(attrs.get("total_epochs")),
-        steps=_count(attrs.get("steps")),
+        total_epochs=stored_count(attrs.get("total_epochs")),
+        steps=stored_count(attrs.get("steps")),
         val_mel_l1_last=_number(attrs.get("val_mel_l1_last")),
         val_mel_l1_best=_number(attrs.get("val_mel_l1_best")),
     )
