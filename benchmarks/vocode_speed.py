@@ -8,6 +8,11 @@ Keys:
   hifigan_rtf_median     the same, median run
   hifigan_audio_s_per_cpu_s  audio seconds per CPU-second of the process (summed over threads):
                          robust to other processes competing for the cores
+  hifigan_kernel         "native" when the compiled resblock kernel ran (vocoders/native.py),
+                         else "torch (why not)"
+  hifigan_rtf_torch      the same vocoder on torch's convolutions only (no compiled kernel),
+                         measured in this run, interleaved with the runs above
+  native_speedup         hifigan_rtf_median / the torch-only median
   bigvgan_rtf            BigVGAN-v2 full size (44khz_128band_512x config, random weights),
                          --bigvgan-seconds of audio, best of 2 runs
   generate_s             `generation.generate(..., duration_s=10)` in a running process, first call
@@ -94,19 +99,30 @@ def main() -> None:
     from distillgan.generation import generate
     from distillgan.lightning_modules.hifigan import load_vocoder_config
     from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
+    from distillgan.vocoders import native
     from distillgan.vocoders.bigvgan import BigVGANVocoder
     from distillgan.vocoders.hifigan import HiFiGANVocoder, build_generator
 
     results: dict[str, object] = {}
     cpu = torch.device("cpu")
 
-    log("HiFi-GAN V2 (default recipe), 10 s of audio…")
+    log("HiFi-GAN V2 (default recipe), 10 s of audio, with and without the compiled kernel…")
     torch.manual_seed(0)
-    hifigan = HiFiGANVocoder(build_generator(load_vocoder_config().generator), cpu)  # configs/vocoder.yaml
-    walls, cpus = time_vocoder(hifigan, 10.0, args.repeats)
+    generator = build_generator(load_vocoder_config().generator)  # configs/vocoder.yaml
+    hifigan = HiFiGANVocoder(generator, cpu)
+    torch_only = HiFiGANVocoder(generator, cpu, native=False)
+    walls, cpus, torch_walls = [], [], []
+    for _ in range(args.repeats):  # interleaved: a busy spell on the machine hits both alike
+        wall, cpu_s = time_vocoder(hifigan, 10.0, 1)
+        walls += wall
+        cpus += cpu_s
+        torch_walls += time_vocoder(torch_only, 10.0, 1)[0]
     results["hifigan_rtf"] = round(10.0 / min(walls), 2)
     results["hifigan_rtf_median"] = round(10.0 / statistics.median(walls), 2)
     results["hifigan_audio_s_per_cpu_s"] = round(10.0 / min(cpus), 2)
+    results["hifigan_kernel"] = native.status()
+    results["hifigan_rtf_torch"] = round(10.0 / min(torch_walls), 2)
+    results["native_speedup"] = round(statistics.median(torch_walls) / statistics.median(walls), 2)
 
     log(f"BigVGAN-v2 full size (random weights), {args.bigvgan_seconds:g} s of audio…")
     network = BigVGAN(BigVGANConfig()).eval().requires_grad_(False)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ from distillgan.vocoders.base import (
     conv_half_width,
     transposed_conv_half_width,
 )
+from distillgan.vocoders.native import PackedStage, resblock_kernel
+
+log = logging.getLogger(__name__)
 
 SECTION = "vocoder"
 TYPE = "hifigan_v2"
@@ -180,6 +184,18 @@ def _as_conv2d(conv: nn.Conv1d | nn.ConvTranspose1d, scale: float = 1.0) -> nn.M
 # them. Measured on 2 cores (10 s of audio): 10-20 % faster than untiled at 1-4 MB; at 0.5 MB
 # the per-call overhead of the convolutions starts to win.
 TILE_BYTES = 2 << 20
+# The compiled kernel makes one call per tile (no per-convolution overhead), so its tiles are
+# counted in samples: the halo recomputed at each tile edge is 2 x 60 / 8192 = 1.5 % of the work.
+# Measured on 2 cores (10 s of audio): 4096-16384 samples alike, 1024 10-20 % slower.
+NATIVE_TILE_SAMPLES = 8192
+
+
+def _tiles(length: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """``(begin, start, stop, end)`` per tile: rows ``start:stop`` are kept from ``begin:end``."""
+    return [
+        (max(0, start - halo), start, min(length, start + tile), min(length, start + tile + halo))
+        for start in range(0, length, tile)
+    ]
 
 
 class InferenceGenerator(nn.Module):
@@ -192,12 +208,15 @@ class InferenceGenerator(nn.Module):
       allocates a new tensor.
     * The ``/ num_kernels`` averaging of each stage is folded into the next conv's weights
       (leaky ReLU is positively homogeneous, so ``conv(lrelu(x / n)) == (W / n) * lrelu(x) + b``).
-    * On the CPU, each stage's resblocks run over time tiles of about ``tile_bytes`` per
-      activation, every tile with :func:`resblock_reach` real neighbouring samples each side
-      that are computed and dropped (overlap-discard, as chunking does for the whole network).
+    * On the CPU, each stage's resblocks run over time tiles, every tile with
+      :func:`resblock_reach` real neighbouring samples each side that are computed and dropped
+      (overlap-discard, as chunking does for the whole network).
+    * On the CPU, stages whose width the compiled kernel supports (``native``, see
+      :mod:`distillgan.vocoders.native`) run their tiles through it; a stage whose kernel
+      output disagrees with torch's on a test input falls back to torch (logged).
     """
 
-    def __init__(self, generator: Generator, tile_bytes: int = TILE_BYTES) -> None:
+    def __init__(self, generator: Generator, tile_bytes: int = TILE_BYTES, native: bool = True) -> None:
         super().__init__()
         n = generator.num_kernels
         self.tile_bytes = tile_bytes
@@ -217,15 +236,61 @@ class InferenceGenerator(nn.Module):
             for i in range(len(generator.ups))
         )
         self.conv_post = _as_conv2d(generator.conv_post, 1.0 / n)
+        on_cpu = self.conv_post.weight.device.type == "cpu"
+        self.kernel = resblock_kernel() if native and on_cpu else None
+        # plain attributes, not buffers: the kernel reads CPU memory whatever device the module is on
+        self.packed: list[PackedStage | None] = [self._pack(blocks) for blocks in self.stages]
+
+    def _pack(self, blocks: nn.ModuleList) -> PackedStage | None:
+        """The stage in the compiled kernel's layout, if the kernel supports it and agrees with torch."""
+        channels = blocks[0][0][0].in_channels
+        if self.kernel is None or not self.kernel.supports(channels):
+            return None
+        packed = PackedStage(
+            [[(c1.weight[:, :, 0], c1.bias, c2.weight[:, :, 0], c2.bias) for c1, c2 in b] for b in blocks],
+            [[c1.dilation[1] for c1, _ in b] for b in blocks],
+        )
+        # A wrongly compiled kernel must not reach anyone's audio: check it once on noise.
+        length = 4 * self.halo + 64
+        noise = torch.randn(1, channels, 1, length, generator=torch.Generator().manual_seed(0))
+        noise = noise.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            expected = self._resblocks(blocks, noise)[0, :, 0].T
+            got = torch.empty_like(expected)
+            self.kernel(noise[0, :, 0].T, (0, length), got, packed, LRELU_SLOPE)
+        error = float((got - expected).abs().max())
+        if not error <= 1e-4 * (1.0 + float(expected.abs().max())):
+            log.warning(
+                "the compiled resblock kernel is off by %.3g at %d channels; using torch's", error, channels
+            )
+            return None
+        return packed
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """Mel (B, 128, T) -> waveform (B, 1, T × 512), as ``Generator.forward``."""
         x = self.conv_pre(mel.unsqueeze(2).contiguous(memory_format=torch.channels_last))
-        for up, blocks in zip(self.ups, self.stages, strict=True):
-            x = self._tiled(blocks, up(F.leaky_relu_(x, LRELU_SLOPE)))
+        for up, blocks, packed in zip(self.ups, self.stages, self.packed, strict=True):
+            x = up(F.leaky_relu_(x, LRELU_SLOPE))
+            native = (
+                packed is not None and x.device.type == "cpu" and x.shape[0] == 1 and x.dtype == torch.float32
+            )
+            x = self._native(packed, x) if native else self._tiled(blocks, x)
         # the reference uses leaky ReLU's default slope (0.01) before the last conv
         x = self.conv_post(F.leaky_relu_(x))
         return torch.tanh_(x).squeeze(2)
+
+    def _native(self, packed: PackedStage, x: torch.Tensor) -> torch.Tensor:
+        """The sum of a stage's resblocks by the compiled kernel, tile by tile (batch of one)."""
+        assert self.kernel is not None
+        rows = x[0, :, 0].T.contiguous()  # (T, C): a view when x is channels-last
+        out = torch.empty_like(x, memory_format=torch.channels_last)
+        out_rows = out[0, :, 0].T
+        tile = max(self.halo, NATIVE_TILE_SAMPLES)
+        for begin, start, stop, end in _tiles(rows.shape[0], tile, self.halo):
+            self.kernel(
+                rows[begin:end], (start - begin, stop - begin), out_rows[start:stop], packed, LRELU_SLOPE
+            )
+        return out
 
     def _tiled(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         """The sum of a stage's resblocks, over time tiles on the CPU."""
@@ -234,9 +299,7 @@ class InferenceGenerator(nn.Module):
         if x.device.type != "cpu" or length <= tile + 2 * self.halo:
             return self._resblocks(blocks, x)
         out = torch.empty_like(x)
-        for start in range(0, length, tile):
-            stop = min(length, start + tile)
-            begin, end = max(0, start - self.halo), min(length, stop + self.halo)
+        for begin, start, stop, end in _tiles(length, tile, self.halo):
             out[..., start:stop] = self._resblocks(blocks, x[..., begin:end])[
                 ..., start - begin : stop - begin
             ]
@@ -269,9 +332,10 @@ class HiFiGANVocoder(Vocoder):
     # baseline (measured); the 2 x 16 frames of context a chunk recomputes are 6 % of the work.
     default_chunk_frames: ClassVar[int] = 512
 
-    def __init__(self, generator: Generator, device: torch.device) -> None:
+    def __init__(self, generator: Generator, device: torch.device, native: bool = True) -> None:
+        """``native=False`` keeps to torch's convolutions (see :class:`InferenceGenerator`)."""
         self.generator = generator
-        fast = InferenceGenerator(generator).to(device).eval()
+        fast = InferenceGenerator(generator, native=native).to(device).eval()
         super().__init__(fast, context_frames=receptive_field_frames(generator.cfg), device=device)
 
     def _forward(self, mel: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,208 @@
+"""The compiled resblock kernel of the per-model HiFi-GAN (``resblocks.c``), built on first use.
+
+At 8-32 channels, oneDNN's convolutions use a third to a half of a core's arithmetic; the
+kernel computes a stage's resblocks 1.6-3x faster (measured on AVX2, see
+``benchmarks/vocode_speed.py``). It is plain C, compiled once per machine with the system C
+compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) for the CPU it runs on (``-march=native``),
+and cached under ``$XDG_CACHE_HOME/distillgan/kernels`` (default ``~/.cache``) by a hash of
+source, compiler, flags and CPU. Installing distillgan needs no compiler: without one, or with
+``DISTILLGAN_NATIVE_KERNELS=0``, vocoding runs on torch's convolutions, same output up to float
+rounding, only slower. The reason is logged (logger ``distillgan.vocoders.native``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SWITCH_ENV = "DISTILLGAN_NATIVE_KERNELS"
+SOURCE = Path(__file__).with_name("resblocks.c")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-std=gnu11", "-shared", "-fPIC")
+COMPILE_TIMEOUT_S = 120
+
+
+class KernelUnavailable(Exception):
+    """Why the compiled kernel cannot be used here (vocoding then uses torch's convolutions)."""
+
+
+class ResblockKernel:
+    """``resblocks.c`` loaded: a stage's parallel resblocks on one channels-last time tile."""
+
+    def __init__(self, path: Path) -> None:
+        library = ctypes.CDLL(str(path))  # a CDLL call releases the GIL: worker threads run in parallel
+        self._supported = library.distillgan_resblocks_channels_supported
+        self._supported.argtypes = [ctypes.c_int]
+        self._supported.restype = ctypes.c_int
+        self._run = library.distillgan_resblocks
+        pointer, integer = ctypes.c_void_p, ctypes.c_int
+        self._run.argtypes = [integer, pointer, integer, integer, integer, pointer]
+        self._run.argtypes += [integer, pointer, pointer, pointer, pointer, ctypes.c_float]
+        self._run.restype = integer
+        self.path = path
+
+    def supports(self, channels: int) -> bool:
+        return bool(self._supported(channels))
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        keep: tuple[int, int],
+        out: torch.Tensor,
+        stage: PackedStage,
+        slope: float,
+    ) -> None:
+        """``out`` = rows ``keep`` of the stage's resblocks on ``x``, both time-major ``(T, C)``.
+
+        ``x`` and ``out`` must be contiguous float32 CPU tensors (``out`` holding exactly the
+        kept rows); the stage's channel count must be supported.
+        """
+        length, channels = x.shape
+        start, stop = keep
+        layout_ok = all(
+            t.is_contiguous() and t.dtype == torch.float32 and t.device.type == "cpu" for t in (x, out)
+        )
+        if not layout_ok or not 0 <= start <= stop <= length or tuple(out.shape) != (stop - start, channels):
+            raise ValueError(f"bad tile: {tuple(x.shape)}, keep {keep}, out {tuple(out.shape)}")
+        status = self._run(
+            channels,
+            x.data_ptr(),
+            length,
+            start,
+            stop,
+            out.data_ptr(),
+            len(stage.kernels),
+            stage.kernels.data_ptr(),
+            stage.layers.data_ptr(),
+            stage.dilations.data_ptr(),
+            stage.weights.data_ptr(),
+            slope,
+        )
+        if status != 0:
+            raise MemoryError(f"the resblock kernel could not allocate a {length}-sample tile")
+
+
+ConvPair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class PackedStage:
+    """A stage's resblock convolutions in the kernel's layout (see ``resblocks.c``)."""
+
+    def __init__(self, blocks: list[list[ConvPair]], dilations: list[list[int]]) -> None:
+        """``blocks[b][layer]`` = (conv1 weight, conv1 bias, conv2 weight, conv2 bias), weights
+        ``(C_out, C_in, K)``; ``dilations[b][layer]`` is conv1's dilation (conv2's is 1)."""
+        parts = []
+        for block in blocks:
+            for w1, b1, w2, b2 in block:
+                parts += [w1.permute(2, 1, 0).reshape(-1), b1, w2.permute(2, 1, 0).reshape(-1), b2]
+        self.channels = blocks[0][0][0].shape[0]
+        self.kernels = torch.tensor([block[0][0].shape[-1] for block in blocks], dtype=torch.int32)
+        self.layers = torch.tensor([len(block) for block in blocks], dtype=torch.int32)
+        self.dilations = torch.tensor([d for ds in dilations for d in ds], dtype=torch.int32)
+        self.weights = torch.cat(parts).detach().to("cpu", torch.float32).contiguous()
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "distillgan" / "kernels"
+
+
+def _compiler() -> str:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and (path := shutil.which(name)):
+            return path
+    raise KernelUnavailable("no C compiler found (set $CC, or install gcc or clang)")
+
+
+def _cpu_identity() -> str:
+    """What ``-march=native`` depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return platform.machine() + "".join(sorted({line for line in lines if line.startswith(wanted)}))
+
+
+def build(directory: Path | None = None) -> Path:
+    """The kernel's shared library for this machine, compiled unless already cached."""
+    compiler = _compiler()
+    try:
+        version = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise KernelUnavailable(f"the C compiler {compiler} does not run: {error}") from error
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(
+        b"\0".join([source, version.encode(), " ".join(FLAGS).encode(), _cpu_identity().encode()])
+    )
+    folder = directory or cache_dir()
+    target = folder / f"resblocks-{key.hexdigest()[:16]}.so"
+    if target.is_file():
+        return target
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # compiled beside the target, then renamed: a concurrent process never loads half a file
+        with tempfile.TemporaryDirectory(dir=folder) as scratch:
+            built = Path(scratch) / target.name
+            result = subprocess.run(
+                [compiler, *FLAGS, "-o", str(built), str(SOURCE)],
+                capture_output=True,
+                text=True,
+                timeout=COMPILE_TIMEOUT_S,
+            )
+            if result.returncode != 0:
+                raise KernelUnavailable(
+                    f"{compiler} could not compile {SOURCE.name}: {result.stderr.strip()[:500]}"
+                )
+            os.replace(built, target)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise KernelUnavailable(f"could not build {SOURCE.name} in {folder}: {error}") from error
+    return target
+
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _load() -> ResblockKernel | KernelUnavailable:
+    if os.environ.get(SWITCH_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return KernelUnavailable(f"disabled by {SWITCH_ENV}")
+    try:
+        return ResblockKernel(build())
+    except KernelUnavailable as reason:
+        return reason
+    except OSError as error:  # the library exists but does not load
+        return KernelUnavailable(f"could not load the compiled kernel: {error}")
+
+
+def resblock_kernel() -> ResblockKernel | None:
+    """The compiled kernel, or None (reason logged once) when it cannot be used here."""
+    with _lock:
+        first = _load.cache_info().currsize == 0
+        loaded = _load()
+    if isinstance(loaded, KernelUnavailable):
+        if first:
+            log.info("vocoding with torch's convolutions: %s", loaded)
+        return None
+    return loaded
+
+
+def status() -> str:
+    """``native`` when the compiled kernel is in use, else ``torch (<reason>)``."""
+    with _lock:
+        loaded = _load()
+    return "native" if isinstance(loaded, ResblockKernel) else f"torch ({loaded})"

@@ -1,0 +1,182 @@
+"""The compiled resblock kernel: same function as torch's path, built once, and optional."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from distillgan.mel import HOP_LENGTH
+from distillgan.networks.hifigan import LRELU_SLOPE, Generator, HiFiGANConfig
+from distillgan.vocoders import native
+from distillgan.vocoders.hifigan import NATIVE_TILE_SAMPLES, InferenceGenerator, build_generator
+from tests.vocoders.model_files import unit_gain_
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+
+# V2's stage widths (64, 32, 16, 8) with resblocks that exercise every case of the kernel:
+# a 1-tap conv, a block of one layer, large and repeated dilations, an even layer count.
+ODD_BLOCKS = HiFiGANConfig(
+    resblock_kernel_sizes=[1, 5, 11],
+    resblock_dilations=[[1], [2, 7], [1, 3, 5, 9]],
+    discriminator_channel_divisor=16,
+)
+
+
+@pytest.fixture
+def fresh_kernel_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No loaded kernel and a private kernel cache; both restored afterwards."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    native._load.cache_clear()
+    yield
+    native._load.cache_clear()
+
+
+def needs_kernel() -> native.ResblockKernel:
+    kernel = native.resblock_kernel()
+    if kernel is None:
+        pytest.skip(f"the compiled kernel cannot be built here: {native.status()}")
+    return kernel
+
+
+def random_stage_input(channels: int, length: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, channels, 1, length, generator=generator).contiguous(
+        memory_format=torch.channels_last
+    )
+
+
+def test_the_kernel_computes_every_stage_like_torch() -> None:
+    needs_kernel()
+    network = InferenceGenerator(unit_gain_(Generator(ODD_BLOCKS, weight_norm=False)).eval())
+    assert [p.channels for p in network.packed if p is not None] == [64, 32, 16, 8]
+    for index, (blocks, packed) in enumerate(zip(network.stages, network.packed, strict=True)):
+        assert packed is not None
+        x = random_stage_input(packed.channels, 3 * NATIVE_TILE_SAMPLES + 123, seed=index)
+        with torch.inference_mode():
+            expected = network._resblocks(blocks, x)  # torch, one pass
+            got = network._native(packed, x)  # the kernel, in several tiles
+        assert got.shape == expected.shape and expected.std() > 0.5
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_kernel_writes_only_the_kept_rows() -> None:
+    kernel = needs_kernel()
+    network = InferenceGenerator(unit_gain_(Generator(ODD_BLOCKS, weight_norm=False)).eval())
+    packed, blocks = network.packed[3], network.stages[3]
+    assert packed is not None
+    x = random_stage_input(8, 500, seed=7)
+    rows = x[0, :, 0].T
+    with torch.inference_mode():
+        expected = network._resblocks(blocks, x)[0, :, 0].T
+    out = torch.full((5 + 300 + 5, 8), float("nan"))
+    kernel(rows, (100, 400), out[5:-5], packed, LRELU_SLOPE)
+    torch.testing.assert_close(out[5:-5], expected[100:400], atol=1e-4, rtol=1e-4)
+    assert out[:5].isnan().all() and out[-5:].isnan().all()
+    with pytest.raises(ValueError, match="bad tile"):
+        kernel(rows, (100, 400), out, packed, LRELU_SLOPE)  # not the kept rows' shape
+    with pytest.raises(ValueError, match="bad tile"):
+        kernel(rows.double(), (100, 400), out[5:-5], packed, LRELU_SLOPE)
+
+
+def test_the_v2_vocoder_runs_on_the_kernel_and_matches_the_generator() -> None:
+    needs_kernel()
+    generator = unit_gain_(build_generator(HiFiGANConfig()))
+    fast = InferenceGenerator(generator)
+    assert all(packed is not None for packed in fast.packed)
+    mel = -5.0 + 1.5 * torch.randn(1, 128, 30, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        reference = generator(mel)
+        got = fast(mel)
+    assert got.shape == (1, 1, 30 * HOP_LENGTH) and reference.std() > 0.05
+    torch.testing.assert_close(got, reference, atol=2e-5, rtol=1e-4)
+
+
+def test_a_kernel_that_disagrees_with_torch_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    needs_kernel()
+    exact = native.ResblockKernel.__call__
+
+    def off_by_a_little(
+        self: native.ResblockKernel, x: torch.Tensor, keep: tuple[int, int], out: torch.Tensor, *rest: object
+    ) -> None:
+        exact(self, x, keep, out, *rest)  # type: ignore[arg-type]
+        out.add_(1e-2)
+
+    monkeypatch.setattr(native.ResblockKernel, "__call__", off_by_a_little)
+    with caplog.at_level(logging.WARNING, logger="distillgan.vocoders.hifigan"):
+        network = InferenceGenerator(unit_gain_(Generator(ODD_BLOCKS, weight_norm=False)).eval())
+    assert network.packed == [None, None, None, None]
+    assert "compiled resblock kernel is off" in caplog.text
+
+
+def test_disabled_by_the_environment(monkeypatch: pytest.MonkeyPatch, fresh_kernel_state: None) -> None:
+    monkeypatch.setenv(native.SWITCH_ENV, "0")
+    assert native.resblock_kernel() is None
+    assert native.status() == f"torch (disabled by {native.SWITCH_ENV})"
+    generator = unit_gain_(Generator(ODD_BLOCKS, weight_norm=False)).eval()
+    assert InferenceGenerator(generator).packed == [None, None, None, None]
+
+
+def test_without_a_compiler_vocoding_uses_torch(
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_kernel_state: None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with caplog.at_level(logging.INFO, logger="distillgan.vocoders.native"):
+        assert native.resblock_kernel() is None
+    assert "no C compiler found" in caplog.text and "no C compiler found" in native.status()
+    generator = unit_gain_(Generator(ODD_BLOCKS, weight_norm=False)).eval()
+    fast = InferenceGenerator(generator)
+    assert fast.packed == [None, None, None, None]
+    mel = -5.0 + 1.5 * torch.randn(1, 128, 12, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(mel), generator(mel), atol=2e-5, rtol=1e-4)
+
+
+def fake_compiler(folder: Path, script: str) -> Path:
+    path = folder / "fake-cc"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_a_compiler_that_fails_is_reported_and_leaves_no_file(
+    monkeypatch: pytest.MonkeyPatch, fresh_kernel_state: None, tmp_path: Path
+) -> None:
+    script = (
+        'if [ "$1" = --version ]; then echo fake 1.0; exit 0; fi\necho "error: no vectors here" >&2\nexit 1\n'
+    )
+    monkeypatch.setenv("CC", str(fake_compiler(tmp_path / "bin", script)))
+    assert native.resblock_kernel() is None
+    assert "could not compile resblocks.c: error: no vectors here" in native.status()
+    assert not list((tmp_path / "cache" / "distillgan" / "kernels").iterdir())
+
+
+def test_the_build_is_cached_per_source_and_cpu(
+    monkeypatch: pytest.MonkeyPatch, fresh_kernel_state: None, tmp_path: Path
+) -> None:
+    log = tmp_path / "compiles.log"
+    real = native._compiler()
+    # a compiler that records each compilation, then does the real work
+    script = f'if [ "$1" != --version ]; then echo built >> "{log}"; fi\nexec "{real}" "$@"\n'
+    monkeypatch.setenv("CC", str(fake_compiler(tmp_path / "bin", script)))
+    folder = tmp_path / "kernels"
+    first = native.build(folder)
+    assert native.build(folder) == first and log.read_text().count("built") == 1  # reused
+    native.ResblockKernel(first)  # loads
+    monkeypatch.setattr(native, "_cpu_identity", lambda: "another CPU")
+    other = native.build(folder)
+    assert other != first and log.read_text().count("built") == 2
+    assert sorted(p.name for p in folder.iterdir()) == sorted([first.name, other.name])  # no leftovers
+    assert os.access(other, os.R_OK)
