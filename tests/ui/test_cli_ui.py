@@ -27,6 +27,10 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_ui_command_serves_on_loopback_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     models = tmp_path / "models"
@@ -37,6 +41,8 @@ def test_ui_command_serves_on_loopback_and_stops_on_ctrl_c(tmp_path: Path) -> No
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # started as a script's background job is: SIGINT inherited as ignored (the harder case)
+        preexec_fn=ignore_sigint,
     )
     try:
         banner = process.stdout.readline()  # type: ignore[union-attr]

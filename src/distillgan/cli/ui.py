@@ -43,12 +43,15 @@ def ui_command(host: str, port: int | None, models_dir: Path | None, bigvgan_dir
     app = build_app(models_dir, bigvgan_dir=bigvgan_dir)
     url = app.launch(host, port)
     click.echo(f"distillgan UI at {url} (models in {app.models_dir}); Ctrl+C stops it")
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` saves checkpoints like Ctrl+C
+    # `kill` saves checkpoints like Ctrl+C. SIGINT is set too: a process started in the
+    # background of a script inherits SIGINT ignored, and Ctrl+C must stop it all the same.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
         if app.manager.active_paths():
             click.echo("Stopping: saving the checkpoints of running trainings…")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         app.close()
