@@ -1,18 +1,31 @@
-"""Trainer wiring under DDP: two CPU processes (gloo) train one model; only rank zero writes."""
+"""Trainer wiring: under DDP (two CPU processes, gloo; only rank zero writes), and the logged
+history a resumed run continues."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import pytest
 
-from distillgan.modelfile import open_model
-from distillgan.training import steps_per_epoch, vocoder_epochs_for
+from distillgan.audio import load_corpus
+from distillgan.lightning_modules.hifigan import load_vocoder_config
+from distillgan.modelfile import ModelLock, open_model
+from distillgan.progress import CancelToken, ProgressEvent
+from distillgan.training import (
+    TrainerOptions,
+    logged_history,
+    steps_per_epoch,
+    train_vocoder,
+    vocoder_epochs_for,
+)
 from tests.cli.conftest import cli_env, run_until_sigint
 
 pytestmark = pytest.mark.timeout(600)
@@ -93,3 +106,92 @@ def test_adaptive_epochs_never_give_zero_steps() -> None:
     assert vocoder_epochs_for(1) == 5000  # capped
     assert vocoder_epochs_for(10_000) == 5  # at least a few epochs
     assert vocoder_epochs_for(100, warmup_steps=1000) == 210
+
+
+class CancelAt(L.Callback):
+    def __init__(self, token: CancelToken, step: int) -> None:
+        self.token, self.step = token, step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        if pl_module.steps_trained == self.step:
+            self.token.cancel("test")
+
+
+def tiny_vocoder_run(path: Path, corpus: Path, *, resume: bool = False, cancel_at: int | None = None) -> str:
+    """Trains the tiny recipe (2 epochs of 8 steps); returns the run's TensorBoard folder."""
+    cfg = load_vocoder_config(None, {"train": {"keep_checkpoint": True}}, recipe="vocoder_tiny")
+    token, starts = CancelToken(), []
+    with ModelLock(path, owner="test") as lock:
+        train_vocoder(
+            load_corpus(corpus),
+            path,
+            cfg,
+            lock=lock,
+            cancel=token,
+            resume=resume,
+            listener=lambda event: starts.append(event) if event.kind == "start" else None,
+            options=TrainerOptions(accelerator="cpu"),
+            extra_callbacks=[CancelAt(token, cancel_at)] if cancel_at is not None else None,
+        )
+    start: ProgressEvent = starts[0]
+    assert start.path is not None
+    return start.path
+
+
+def test_a_resumed_run_continues_the_logged_history_of_the_runs_before_it(
+    vae_model: Path, tiny_corpus: Path, tmp_path: Path, one_thread: None
+) -> None:
+    """Cancel and resume train bit-identically, so the history before the resume plus what the
+    resumed run logs is exactly what one uninterrupted run logs."""
+    reference = tmp_path / "reference.distillgan"
+    shutil.copy(vae_model, reference)
+    uninterrupted = logged_history(
+        Path(tiny_vocoder_run(reference, tiny_corpus)).with_name("vocoder-next"), "vocoder", 10**9
+    )
+    assert {key for _, key, _ in uninterrupted} >= {"train/g_loss", "train/mel_l1", "val/mel_l1"}
+
+    first = tiny_vocoder_run(vae_model, tiny_corpus, cancel_at=10)  # in the second epoch
+    resumed = tiny_vocoder_run(vae_model, tiny_corpus, resume=True)
+    assert Path(first).parent == Path(resumed).parent and first != resumed
+    before = logged_history(resumed, "vocoder", 11)  # the resumed run starts at step 11
+    assert before and max(step for step, _, _ in before) < 11
+    after = logged_history(Path(resumed).with_name("vocoder-next"), "vocoder", 10**9)
+    assert len(after) > len(before)  # the resumed run's own points are the rest
+    assert set(uninterrupted) <= set(after)  # every point, at its step, with its exact value
+    # plus what the cancelled run logged at its last step, which the uninterrupted run did not log
+    assert all(step < 11 for step, _, _ in set(after) - set(uninterrupted))
+
+
+def write_run(folder: Path, epoch: int, points: dict[str, list[tuple[int, float]]]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(folder))
+    for tag, series in points.items():
+        for step, value in series:
+            writer.add_scalar(tag, value, step)
+            writer.add_scalar("epoch", epoch, step)  # as Lightning logs it beside every metric
+    writer.close()
+
+
+def test_the_history_follows_resumes_back_to_the_last_fresh_start(tmp_path: Path) -> None:
+    logs = tmp_path / "tensorboard"
+    write_run(logs / "vocoder-20260101-000001", 0, {"train/g_loss": [(0, 1.0), (5, 2.0), (9, 3.0)]})
+    write_run(
+        logs / "vocoder-20260101-000002", 1, {"train/g_loss": [(10, 4.0), (15, 5.0)], "lr": [(10, 0.1)]}
+    )
+    write_run(logs / "vae-20260101-000003", 0, {"train/loss": [(1, 9.0)]})
+    resuming_run_2 = logged_history(logs / "vocoder-20260101-000003", "vocoder", 12)
+    assert resuming_run_2 == [
+        (0, "train/g_loss", 1.0),
+        (5, "train/g_loss", 2.0),
+        (9, "train/g_loss", 3.0),
+        (10, "train/g_loss", 4.0),
+    ]
+
+    # a fresh start (it begins in epoch 0) cuts the history: nothing older than it is continued
+    write_run(logs / "vocoder-20260101-000004", 0, {"train/g_loss": [(3, 6.0)], "val/mel_l1": [(6, 7.0)]})
+    assert logged_history(logs / "vocoder-20260101-000005", "vocoder", 100) == [
+        (3, "train/g_loss", 6.0),
+        (6, "val/mel_l1", 7.0),
+    ]
+    assert logged_history(logs / "vae-20260101-000009", "vae", 100) == [(1, "train/loss", 9.0)]

@@ -54,6 +54,41 @@ def run_dir(model_path: Path) -> Path:
     return model_path.parent / "runs" / model_path.stem
 
 
+def logged_history(log_dir: str | Path, stage: str, before_step: int) -> list[tuple[int, str, float]]:
+    """``(step, metric, value)`` points (``train/…`` and ``val/…``) that earlier runs of ``stage``
+    logged to TensorBoard beside ``log_dir`` (this run's folder), below ``before_step``.
+
+    This is the history a resumed run continues: the newest earlier run (whose checkpoint is
+    being resumed), then, for the steps before that run started, the run it resumed, and so on
+    back to a run that started in epoch 0 (Lightning logs the epoch beside every metric).
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    here = Path(log_dir)
+    points: list[tuple[int, str, float]] = []
+    below = before_step
+    # folder names end in a sortable timestamp: newest first
+    for run in sorted(here.parent.glob(f"{stage}-*"), reverse=True):
+        if run == here or not run.is_dir():
+            continue
+        events = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: keep every point
+        events.Reload()
+        tags = events.Tags()["scalars"]
+        logged = [
+            (event.step, tag, float(event.value))
+            for tag in tags
+            if tag.startswith(("train/", "val/"))
+            for event in events.Scalars(tag)
+        ]
+        if not logged:
+            continue
+        points += [point for point in logged if point[0] < below]
+        below = min(below, min(step for step, _, _ in logged))
+        if "epoch" not in tags or events.Scalars("epoch")[0].value == 0:
+            break  # this run started afresh: older runs belong to another history
+    return sorted(points)
+
+
 def quiet_lightning() -> None:
     """Lightning's info banners would garble the Rich display; our callbacks report instead."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):

@@ -13,8 +13,18 @@ from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, CorpusError, DistillganError
 from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import open_model
+from distillgan.progress import ProgressEvent
 from distillgan.ui import views
-from distillgan.ui.jobs import JobManager, ModelState, TrainRequest, build_config, check_request, question_for
+from distillgan.ui.jobs import (
+    Job,
+    JobManager,
+    ModelState,
+    TrainRequest,
+    build_config,
+    check_request,
+    question_for,
+)
+from tests.test_training import write_run
 from tests.ui.conftest import TINY_VOCODER
 
 MODEL = Path("/models/bells.distillgan")
@@ -125,6 +135,17 @@ def test_a_resumed_vocoder_keeps_its_own_recipe() -> None:
     assert notes == ["Resuming keeps the run's own lr."]
     assert epochs == 12  # the run's own total
     assert build_config(vocoder_request(epochs=20), state, resume=True)[1] == 20
+
+
+def test_a_resumed_run_charts_the_history_before_it(tmp_path: Path) -> None:
+    logs = tmp_path / "tensorboard"
+    write_run(logs / "vocoder-20260101-000001", 0, {"train/g_loss": [(3, 2.0)], "val/mel_l1": [(7, 0.75)]})
+    state = model(vocoder=partial(2), vocoder_checkpoint=True)
+    for resume, earlier in ((True, ((3, "train/g_loss", 2.0), (7, "val/mel_l1", 0.75))), (False, ())):
+        job = Job(1, vocoder_request(resume=resume), state, lock=None)  # type: ignore[arg-type]
+        job.listener(ProgressEvent("vocoder", "start", step=8, path=str(logs / "vocoder-20260101-000002")))
+        job.listener(ProgressEvent("vocoder", "step", step=9, metrics={"train/g_loss": 1.5, "lr": 0.1}))
+        assert job.view().points == (*earlier, (9, "train/g_loss", 1.5))
 
 
 def test_closing_the_ui_saves_a_running_training(served, vae_model: Path, recipes: dict[str, Path]) -> None:

@@ -42,11 +42,11 @@ def ui_command(host: str, port: int | None, models_dir: Path | None, bigvgan_dir
 
     app = build_app(models_dir, bigvgan_dir=bigvgan_dir)
     url = app.launch(host, port)
-    click.echo(f"distillgan UI at {url} (models in {app.models_dir}); Ctrl+C stops it")
     # `kill` saves checkpoints like Ctrl+C. SIGINT is set too: a process started in the
     # background of a script inherits SIGINT ignored, and Ctrl+C must stop it all the same.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        click.echo(f"distillgan UI at {url} (models in {app.models_dir}); Ctrl+C stops it")
         threading.Event().wait()
     except KeyboardInterrupt:
         if app.manager.active_paths():

@@ -329,9 +329,14 @@ class Job:
     # -- what the run writes
 
     def listener(self, event: ProgressEvent) -> None:
+        earlier: list[tuple[int, str, float]] = []
+        if event.kind == "start" and self.resumed and event.path:
+            # a resumed run's charts go on from where the runs before it stopped
+            earlier = self._logged_history(event.path, event.step)
         with self._mutex:
             if event.kind == "start":
                 self._log_dir = event.path or self._log_dir
+                self._points[:0] = earlier
             elif event.kind == "checkpoint":
                 self._saved = event
             elif event.kind == "error":
@@ -349,6 +354,15 @@ class Job:
                         half = len(self._points) // 2
                         self._points = self._points[:half:2] + self._points[half:]
             self._version += 1
+
+    def _logged_history(self, log_dir: str, step: int) -> list[tuple[int, str, float]]:
+        from distillgan.training import logged_history
+
+        try:
+            return logged_history(log_dir, self.stage, step)[-MAX_POINTS // 2 :]
+        except Exception:  # unreadable logs cost the chart its past, never the run
+            log.warning("could not read earlier training logs beside %s", log_dir, exc_info=True)
+            return []
 
     def note(self, text: str) -> None:
         self._update(note=text)

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -67,14 +68,16 @@ class ResblockKernel:
         """``out`` = rows ``keep`` of the stage's resblocks on ``x``, both time-major ``(T, C)``.
 
         ``x`` and ``out`` must be contiguous float32 CPU tensors (``out`` holding exactly the
-        kept rows); the stage's channel count must be supported.
+        kept rows), with the stage's channel count, which the kernel must support.
         """
         length, channels = x.shape
         start, stop = keep
         layout_ok = all(
             t.is_contiguous() and t.dtype == torch.float32 and t.device.type == "cpu" for t in (x, out)
         )
-        if not layout_ok or not 0 <= start <= stop <= length or tuple(out.shape) != (stop - start, channels):
+        shape_ok = channels == stage.channels and tuple(out.shape) == (stop - start, channels)
+        shape_ok = shape_ok and self.supports(channels)
+        if not (layout_ok and shape_ok and 0 <= start <= stop <= length):
             raise ValueError(f"bad tile: {tuple(x.shape)}, keep {keep}, out {tuple(out.shape)}")
         status = self._run(
             channels,
@@ -115,39 +118,50 @@ class PackedStage:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError as error:  # no $HOME and no user entry (some containers)
+            raise KernelUnavailable("no cache folder: neither $XDG_CACHE_HOME nor a home folder") from error
     return Path(base) / "distillgan" / "kernels"
 
 
-def _compiler() -> str:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and (path := shutil.which(name)):
-            return path
+def _compiler() -> list[str]:
+    """``$CC`` (it may carry arguments, as in ``ccache gcc``), else the first of cc, gcc, clang."""
+    if os.environ.get("CC"):
+        command = shlex.split(os.environ["CC"])
+        if not command or not shutil.which(command[0]):
+            raise KernelUnavailable(f"$CC ({os.environ['CC']}) is not a command on PATH")
+        return command
+    for name in ("cc", "gcc", "clang"):
+        if path := shutil.which(name):
+            return [path]
     raise KernelUnavailable("no C compiler found (set $CC, or install gcc or clang)")
 
 
-def _cpu_identity() -> str:
-    """What ``-march=native`` depends on: the CPU's model and feature flags."""
+def _output(command: list[str]) -> str:
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    wanted = ("model name", "flags", "Features", "CPU part")
-    return platform.machine() + "".join(sorted({line for line in lines if line.startswith(wanted)}))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise KernelUnavailable(f"{' '.join(command[:2])} does not run: {error}") from error
+    if done.returncode != 0:
+        raise KernelUnavailable(f"{' '.join(command[:2])} failed: {done.stderr.strip()[:500]}")
+    return done.stdout
+
+
+def _cpu_identity(compiler: list[str]) -> str:
+    """What ``-march=native`` compiles for here: the machine and the CPU features the compiler sees."""
+    return platform.machine() + _output([*compiler, "-march=native", "-dM", "-E", "-x", "c", os.devnull])
 
 
 def build(directory: Path | None = None) -> Path:
     """The kernel's shared library for this machine, compiled unless already cached."""
     compiler = _compiler()
-    try:
-        version = subprocess.run(
-            [compiler, "--version"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as error:
-        raise KernelUnavailable(f"the C compiler {compiler} does not run: {error}") from error
+    version = _output([*compiler, "--version"])
     source = SOURCE.read_bytes()
     key = hashlib.sha256(
-        b"\0".join([source, version.encode(), " ".join(FLAGS).encode(), _cpu_identity().encode()])
+        b"\0".join([source, version.encode(), " ".join(FLAGS).encode(), _cpu_identity(compiler).encode()])
     )
     folder = directory or cache_dir()
     target = folder / f"resblocks-{key.hexdigest()[:16]}.so"
@@ -158,18 +172,12 @@ def build(directory: Path | None = None) -> Path:
         # compiled beside the target, then renamed: a concurrent process never loads half a file
         with tempfile.TemporaryDirectory(dir=folder) as scratch:
             built = Path(scratch) / target.name
-            result = subprocess.run(
-                [compiler, *FLAGS, "-o", str(built), str(SOURCE)],
-                capture_output=True,
-                text=True,
-                timeout=COMPILE_TIMEOUT_S,
-            )
-            if result.returncode != 0:
-                raise KernelUnavailable(
-                    f"{compiler} could not compile {SOURCE.name}: {result.stderr.strip()[:500]}"
-                )
+            try:
+                _output([*compiler, *FLAGS, "-o", str(built), str(SOURCE)])
+            except KernelUnavailable as error:
+                raise KernelUnavailable(f"could not compile {SOURCE.name}: {error}") from None
             os.replace(built, target)
-    except (OSError, subprocess.SubprocessError) as error:
+    except OSError as error:
         raise KernelUnavailable(f"could not build {SOURCE.name} in {folder}: {error}") from error
     return target
 
