@@ -12,21 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import pytest
 
-from distillgan.audio import load_corpus
-from distillgan.lightning_modules.hifigan import load_vocoder_config
-from distillgan.modelfile import ModelLock, open_model
-from distillgan.progress import CancelToken, ProgressEvent
+from distillgan.modelfile import open_model
+from distillgan.progress import ProgressEvent
 from distillgan.training import (
-    TrainerOptions,
     logged_history,
     steps_per_epoch,
-    train_vocoder,
     vocoder_epochs_for,
 )
 from tests.cli.conftest import cli_env, run_until_sigint
+from tests.training_runs import train_tiny_vocoder
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -108,34 +104,14 @@ def test_adaptive_epochs_never_give_zero_steps() -> None:
     assert vocoder_epochs_for(100, warmup_steps=1000) == 210
 
 
-class CancelAt(L.Callback):
-    def __init__(self, token: CancelToken, step: int) -> None:
-        self.token, self.step = token, step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        if pl_module.steps_trained == self.step:
-            self.token.cancel("test")
-
-
-def tiny_vocoder_run(path: Path, corpus: Path, *, resume: bool = False, cancel_at: int | None = None) -> str:
-    """Trains the tiny recipe (2 epochs of 8 steps); returns the run's TensorBoard folder."""
-    cfg = load_vocoder_config(None, {"train": {"keep_checkpoint": True}}, recipe="vocoder_tiny")
-    token, starts = CancelToken(), []
-    with ModelLock(path, owner="test") as lock:
-        train_vocoder(
-            load_corpus(corpus),
-            path,
-            cfg,
-            lock=lock,
-            cancel=token,
-            resume=resume,
-            listener=lambda event: starts.append(event) if event.kind == "start" else None,
-            options=TrainerOptions(accelerator="cpu"),
-            extra_callbacks=[CancelAt(token, cancel_at)] if cancel_at is not None else None,
-        )
-    start: ProgressEvent = starts[0]
-    assert start.path is not None
-    return start.path
+def tiny_vocoder_run(path: Path, corpus: Path, **kwargs: Any) -> str:
+    """A tiny vocoder run (see ``train_tiny_vocoder``); returns its TensorBoard folder."""
+    starts: list[ProgressEvent] = []
+    train_tiny_vocoder(
+        path, corpus, listener=lambda e: starts.append(e) if e.kind == "start" else None, **kwargs
+    )
+    assert starts[0].path is not None
+    return starts[0].path
 
 
 def test_a_resumed_run_continues_the_logged_history_of_the_runs_before_it(
@@ -150,7 +126,7 @@ def test_a_resumed_run_continues_the_logged_history_of_the_runs_before_it(
     )
     assert {key for _, key, _ in uninterrupted} >= {"train/g_loss", "train/mel_l1", "val/mel_l1"}
 
-    first = tiny_vocoder_run(vae_model, tiny_corpus, cancel_at=10)  # in the second epoch
+    first = tiny_vocoder_run(vae_model, tiny_corpus, cancel_after=10)  # in the second epoch
     resumed = tiny_vocoder_run(vae_model, tiny_corpus, resume=True)
     assert Path(first).parent == Path(resumed).parent and first != resumed
     before = logged_history(resumed, "vocoder", 11)  # the resumed run starts at step 11

@@ -16,44 +16,13 @@ from distillgan.callbacks import ModelFileCheckpointIO
 from distillgan.errors import TrainingError
 from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
 from distillgan.modelfile import ModelLock, Section, open_model, write_model
-from distillgan.progress import CancelToken, ProgressEvent
-from distillgan.training import RunResult, TrainerOptions, train_vocoder
+from distillgan.progress import ProgressEvent
+from distillgan.training import TrainerOptions, train_vocoder
+from tests.training_runs import train_tiny_vocoder as train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS_PER_EPOCH = 8  # the tiny corpus with the tiny recipe (batch 16 x 2048 samples)
-
-
-class CancelAfter(L.Callback):
-    """Cancels the run's token once ``step`` generator steps are done (as Ctrl+C would)."""
-
-    def __init__(self, token: CancelToken, step: int) -> None:
-        self.token = token
-        self.step = step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        if pl_module.steps_trained == self.step:
-            self.token.cancel("test")
-
-
-def train(
-    path: Path, corpus: Path, *, resume: bool = False, cancel_after: int | None = None, **kwargs: Any
-) -> RunResult:
-    cfg = load_vocoder_config(None, {"train": {"keep_checkpoint": True}}, recipe="vocoder_tiny")
-    token = CancelToken()
-    callbacks = [CancelAfter(token, cancel_after)] if cancel_after is not None else None
-    with ModelLock(path, owner="test") as lock:
-        return train_vocoder(
-            load_corpus(corpus),
-            path,
-            cfg,
-            lock=lock,
-            cancel=token,
-            resume=resume,
-            options=TrainerOptions(accelerator="cpu"),
-            extra_callbacks=callbacks,
-            **kwargs,
-        )
 
 
 def assert_same_tree(a: Any, b: Any, where: str = "") -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
-import lightning as L
 import pytest
 import yaml
 
@@ -18,19 +16,11 @@ from distillgan.modelfile import ModelLock, Section, open_model, write_model
 from distillgan.progress import CancelToken
 from distillgan.training import TrainerOptions, run_dir, train_vocoder
 from tests.cli.conftest import CliRun, assert_one_line_error, cli_env, run_until_sigint
+from tests.training_runs import CancelAfter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--recipe", "vocoder_tiny", "--epochs", "1"]
-
-
-class CancelAfter(L.Callback):
-    def __init__(self, token: CancelToken, step: int) -> None:
-        self.token, self.step = token, step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        if pl_module.steps_trained == self.step:
-            self.token.cancel("test")
 
 
 def leave_vocoder(path: Path, corpus: Path, *, cancel_after: int | None = None, keep: bool = False) -> None:

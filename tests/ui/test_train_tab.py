@@ -10,6 +10,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from distillgan.modelfile import open_model
+from distillgan.training import logged_history
 from distillgan.ui.train_tab import NEW_LABEL
 from tests.ui.conftest import choose, field, full_page_screenshot, open_advanced, wait_for_line
 
@@ -27,6 +28,16 @@ def saved_epoch(page: object) -> int:
     status = page.locator("#vocoder-status")
     expect(status).to_contain_text("Resume anytime.", timeout=90_000)
     return int(re.search(r"Checkpoint saved at epoch (\d+)\. Resume anytime\.", status.inner_text())[1])
+
+
+def x_axis_start(page: object, elem_id: str) -> float:
+    """Where the x axis of the chart ``elem_id`` starts (from vega's description of the axis)."""
+    labels = page.evaluate(  # type: ignore[attr-defined]
+        f"""() => [...document.querySelectorAll('#{elem_id} svg g.role-axis')]
+            .map(g => g.getAttribute('aria-label') || '')"""
+    )
+    found = [re.search(r"^X-axis .* values from (\S+) to", label) for label in labels]
+    return float(next(match[1] for match in found if match))
 
 
 def test_vocoder_section_unlocks_when_the_vae_finishes(page, corpus, recipes, served) -> None:
@@ -75,6 +86,7 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     vocoder = open_model(vae_model).attrs("vocoder")
     assert open_model(vae_model).has("vocoder_checkpoint")
     assert (vocoder["status"], vocoder["epoch"]) == ("partial", epoch)
+    steps_at_cancel = vocoder["steps"]
     expect(page.locator("#vocoder-cancel")).to_be_disabled()
     # the epoch that runs next: this one again after a mid-epoch cancel, the next after its last step
     next_epoch = epoch if vocoder["epochs"] < epoch else epoch + 1
@@ -87,6 +99,13 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     page.locator("#vocoder-answer-1").click()
     expect(status).to_contain_text("Resuming the vocoder")
     expect(status).to_contain_text("Vocoder training complete", timeout=120_000)
+    # the charts go on from the cancelled run's history instead of starting again
+    # the charts go on from the cancelled run's logged history instead of starting again
+    runs = vae_model.parent / "runs" / vae_model.stem / "tensorboard"
+    resumed_run = max(runs.glob("vocoder-*"))
+    first_logged = min(step for step, _, _ in logged_history(resumed_run, "vocoder", steps_at_cancel))
+    assert x_axis_start(page, "vocoder-mel-chart") <= first_logged < steps_at_cancel
+    full_page_screenshot(page, "train-tab-resumed.png", charts=("vocoder-loss-chart", "vocoder-mel-chart"))
     vocoder = open_model(vae_model).attrs("vocoder")
     assert (vocoder["status"], vocoder["epochs"]) == ("complete", epoch + 2)
     assert not open_model(vae_model).has("vocoder_checkpoint")
