@@ -1,8 +1,8 @@
 """The compiled resblock kernel of the per-model HiFi-GAN (``resblocks.c``), built on first use.
 
 At 8-32 channels, oneDNN's convolutions use a third to a half of a core's arithmetic; the
-kernel computes a stage's resblocks 1.6-3x faster (measured on AVX2, see
-``benchmarks/vocode_speed.py``). It is plain C, compiled once per machine with the system C
+kernel computes a stage's resblocks 1.1x (64 channels) to 3x (16) faster, and the whole
+vocoder 1.3-1.5x (measured on AVX2, see ``benchmarks/vocode_speed.py``). It is plain C, compiled once per machine with the system C
 compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) for the CPU it runs on (``-march=native``),
 and cached under ``$XDG_CACHE_HOME/distillgan/kernels`` (default ``~/.cache``) by a hash of
 source, compiler, flags and CPU. Installing distillgan needs no compiler: without one, or with
