@@ -2,10 +2,11 @@
 
 At 8-32 channels, oneDNN's convolutions use a third to a half of a core's arithmetic; the
 kernel computes a stage's resblocks 1.1x (64 channels) to 3x (16) faster, and the whole
-vocoder 1.3-1.5x (measured on AVX2, see ``benchmarks/vocode_speed.py``). It is plain C, compiled once per machine with the system C
-compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) for the CPU it runs on (``-march=native``),
-and cached under ``$XDG_CACHE_HOME/distillgan/kernels`` (default ``~/.cache``) by a hash of
-source, compiler, flags and CPU. Installing distillgan needs no compiler: without one, or with
+vocoder 1.3-1.5x (measured on AVX2, see ``benchmarks/vocode_speed.py``). It is plain C,
+compiled once per machine with the system C compiler (``$CC``, else ``cc``, ``gcc`` or
+``clang``) for the CPU it runs on (``-march=native``), and cached under
+``$XDG_CACHE_HOME/distillgan/kernels`` (default ``~/.cache``) by a hash of source, compiler,
+flags and the CPU features the compiler sees. Installing distillgan needs no compiler: without one, or with
 ``DISTILLGAN_NATIVE_KERNELS=0``, vocoding runs on torch's convolutions, same output up to float
 rounding, only slower. The reason is logged (logger ``distillgan.vocoders.native``).
 """
@@ -68,7 +69,7 @@ class ResblockKernel:
         """``out`` = rows ``keep`` of the stage's resblocks on ``x``, both time-major ``(T, C)``.
 
         ``x`` and ``out`` must be contiguous float32 CPU tensors (``out`` holding exactly the
-        kept rows), with the stage's channel count, which the kernel must support.
+        kept rows), with the stage's channel count; an unsupported count is a ValueError.
         """
         length, channels = x.shape
         start, stop = keep
@@ -76,7 +77,6 @@ class ResblockKernel:
             t.is_contiguous() and t.dtype == torch.float32 and t.device.type == "cpu" for t in (x, out)
         )
         shape_ok = channels == stage.channels and tuple(out.shape) == (stop - start, channels)
-        shape_ok = shape_ok and self.supports(channels)
         if not (layout_ok and shape_ok and 0 <= start <= stop <= length):
             raise ValueError(f"bad tile: {tuple(x.shape)}, keep {keep}, out {tuple(out.shape)}")
         status = self._run(
@@ -93,6 +93,8 @@ class ResblockKernel:
             stage.weights.data_ptr(),
             slope,
         )
+        if status == -1:
+            raise ValueError(f"the resblock kernel does not support {channels} channels")
         if status != 0:
             raise MemoryError(f"the resblock kernel could not allocate a {length}-sample tile")
 

@@ -107,7 +107,7 @@ int distillgan_resblocks_channels_supported(int channels) {
 /* total[rows keep0..keep1) of the stage on x (rows 0..T), written to out (row keep0 first).
  * blocks: number of parallel resblocks; kernels[b]: kernel size; layers[b]: layer count;
  * dilations: all blocks' dilations in order; weights: all convs as described above.
- * Returns 0, or -1 when the channel count is unsupported or memory runs out. */
+ * Returns 0; -1 when the channel count is unsupported, -2 when memory runs out. */
 int distillgan_resblocks(int C, const float *x, int T, int keep0, int keep1, float *out,
                          int blocks, const int *kernels, const int *layers, const int *dilations,
                          const float *weights, float slope) {
@@ -124,7 +124,7 @@ int distillgan_resblocks(int C, const float *x, int T, int keep0, int keep1, flo
      * with `margin` rows of zeros on both sides: the padding, never written. h and total are not. */
     const size_t rows = (size_t)T * C, pad_rows = (size_t)margin * C, padded = rows + 2 * pad_rows;
     float *memory = malloc((3 * padded + 2 * rows) * sizeof(float));
-    if (memory == NULL) return -1;
+    if (memory == NULL) return -2;
     float *first0 = memory + pad_rows, *inner0 = first0 + padded, *act0 = inner0 + padded;
     float *h = memory + 3 * padded, *total = h + rows;
     for (float *buffer = first0; buffer <= act0; buffer += padded) {
