@@ -96,3 +96,15 @@ def test_hold_out_on_a_corpus_too_short_keeps_everything_for_training() -> None:
     train, clips = hold_out(constant_sequences([1500, 1200]), clip_len=2000, count=3, min_remaining=1000)
     assert [t.shape[-1] for t in train] == [1500, 1200]  # nothing removed
     assert len(clips) == 1 and clips[0].shape[-1] == 2000  # one (overlapping, zero-padded) clip
+
+
+def test_hold_out_files_takes_whole_files_spread_over_the_corpus() -> None:
+    from distillgan.data import hold_out_files
+
+    sequences = [torch.full((5000,), float(i)) for i in range(20)]
+    train, clips, held = hold_out_files(sequences, clip_len=2000, count=4)
+    assert held == [5, 15] and len(train) == 18 and len(clips) == 4
+    assert {float(c[0]) for c in clips} == {5.0, 15.0}  # clips come only from the held-out files
+    assert all(float(s[0]) not in (5.0, 15.0) for s in train) and all(s.numel() == 5000 for s in train)
+    _, short_clips, _ = hold_out_files([torch.ones(100)] * 8, clip_len=2000, count=2)
+    assert all(c.numel() == 2000 for c in short_clips)  # a short file is padded to a clip

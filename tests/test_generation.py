@@ -71,7 +71,8 @@ def test_auto_uses_a_finished_per_model_vocoder(tmp_path: Path) -> None:
     result = generate(path, seed=1, duration_s=1.5)  # no BigVGAN anywhere: it must not be needed
     badge = result.badge
     assert (badge.vocoder, badge.vocoder_name) == ("hifigan", "Per-model HiFi-GAN V2")
-    assert badge.reason == status.auto_reason and "finished training (40 epochs" in badge.reason
+    assert badge.reason == status.auto_reason and "held-out mel error 0.3" in badge.reason
+    assert "training files" in badge.reason and "BigVGAN-v2 was not scored" in badge.reason
     assert badge.warning is None and badge.seed == 1
     assert result.audio.dtype == np.float32 and result.audio.shape == (round(1.5 * SAMPLE_RATE),)
 
@@ -92,7 +93,7 @@ def test_auto_does_not_prefer_a_cancelled_few_epoch_vocoder(tmp_path: Path, offl
     status = vocoder_status(path)
     assert status.has_hifigan and not status.hifigan_ready and status.hifigan_epochs == 5
     assert status.auto_choice == "bigvgan"
-    assert "unfinished (5 of 50 epochs, held-out mel error 1.7)" in status.auto_reason
+    assert "(5 of 50 epochs) is not good enough yet: held-out mel error 1.7" in status.auto_reason
     assert status.hifigan_warning == "Trained for 5 epochs — quality may be limited"
     badge = generate(path, duration_s=1.0).badge
     assert badge.vocoder == "bigvgan" and badge.reason == status.auto_reason and badge.warning is None
@@ -103,19 +104,45 @@ def test_auto_uses_a_stopped_vocoder_that_is_already_good(tmp_path: Path) -> Non
     status = vocoder_status(path)
     assert status.hifigan_ready and status.auto_choice == "hifigan" and status.hifigan_warning is None
     badge = generate(path, duration_s=1.0).badge
-    assert (
-        badge.vocoder == "hifigan"
-        and "stopped at 30 epochs" in badge.reason
-        and "already good" in badge.reason
-    )
+    assert badge.vocoder == "hifigan" and "held-out mel error 0.4" in badge.reason
 
 
-def test_a_finished_but_barely_trained_vocoder_is_used_with_the_warning(tmp_path: Path) -> None:
+def test_auto_never_picks_a_vocoder_it_would_warn_about(tmp_path: Path, offline_hub: Path) -> None:
+    """A finished run whose held-out error is poor is not picked: auto does not pick and warn at once."""
+    write_hub_cache(offline_hub, nvidia_files())
     path = model(tmp_path, "short", FINISHED_TOO_SHORT)
+    status = vocoder_status(path)
+    assert status.auto_choice == "bigvgan" and not status.hifigan_ready
     badge = generate(path, duration_s=1.0).badge
-    assert badge.vocoder == "hifigan"
-    assert badge.warning == "Trained for 1 epoch — quality may be limited"
-    assert "Warning: Trained for 1 epoch — quality may be limited" in badge.describe()
+    assert badge.vocoder == "bigvgan" and badge.warning is None
+    by_hand = generate(path, duration_s=1.0, vocoder="hifigan").badge
+    assert by_hand.warning == "Trained for 1 epoch — quality may be limited"
+    assert "Warning: Trained for 1 epoch — quality may be limited" in by_hand.describe()
+
+
+@pytest.mark.parametrize(
+    ("own", "bigvgan", "choice"),
+    [(0.31, 0.38, "hifigan"), (0.45, 0.38, "bigvgan"), (0.7, 0.9, "hifigan")],
+)
+def test_auto_compares_the_measured_scores_when_bigvgan_was_scored(
+    tmp_path: Path, offline_hub: Path, own: float, bigvgan: float, choice: str
+) -> None:
+    """With BigVGAN's score on the same held-out clips, auto picks whichever is lower, even
+    when the own vocoder is above the fixed threshold, and the badge gives both figures."""
+    write_hub_cache(offline_hub, nvidia_files())
+    vocoder = {"status": "complete", "epochs": 12, "val_mel_l1": own, "bigvgan_val_mel_l1": bigvgan}
+    path = model(tmp_path, "scored", vocoder)
+    status = vocoder_status(path)
+    assert status.auto_choice == choice
+    assert f"own vocoder {own:.3g} vs BigVGAN {bigvgan:.3g}" in status.auto_reason
+    badge = generate(path, duration_s=1.0).badge
+    assert badge.vocoder == choice and badge.reason == status.auto_reason and badge.warning is None
+    if choice == "bigvgan":
+        by_hand = generate(path, duration_s=1.0, vocoder="hifigan").badge
+        assert (
+            by_hand.warning is not None
+            and "BigVGAN-v2 renders this model's held-out clips better" in by_hand.warning
+        )
 
 
 def test_choosing_a_barely_trained_hifigan_by_hand_works_and_warns(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import random
@@ -19,7 +20,7 @@ import pytest
 import torch
 
 from distillgan import __version__, modelfile
-from distillgan.errors import ModelFileError, ModelLockedError
+from distillgan.errors import DamagedModelFileError, ModelFileError, ModelLockedError
 from distillgan.modelfile import (
     FORMAT,
     MODELS_DIR_ENV,
@@ -512,6 +513,64 @@ def test_file_mode_kept(model: Path) -> None:
     assert model.stat().st_mode & 0o777 == 0o640
 
 
+def test_a_rewrite_copies_only_real_stages_never_what_links_point_to(tmp_path: Path, model: Path) -> None:
+    # links planted in a received model file, one of them to another of the user's models
+    other = tmp_path / "other.distillgan"
+    write(other, {"vae": Section(attrs={"config": {"secret": 42}}, tensors={"weights/w": torch.ones(8)})})
+
+    def plant(f: h5py.File) -> None:
+        f["vae_copy"] = h5py.ExternalLink(str(other), "/vae")
+        f["alias"] = h5py.SoftLink("/vae")
+        f.create_dataset("loose", data=np.zeros(3))
+        f.create_group("not a stage!")
+
+    edit(model, plant)
+    write(model, {"dataset": Section(attrs={"root": "/moved"})}, create=False)
+    with h5py.File(model, "r") as f:
+        assert sorted(f) == ["dataset", "vae"]
+    assert b"secret" not in model.read_bytes()
+    assert torch.equal(open_model(model).tensors("vae", prefix="weights")["enc.bias"], weights()["enc.bias"])
+
+
+def test_damaged_files_are_told_apart_from_files_that_cannot_be_read_now(tmp_path: Path, model: Path) -> None:
+    """Only bytes that are no model at all may be replaced by a new model; a newer schema, a file
+    another program holds open for writing or one without permission are kept and named."""
+    garbage = tmp_path / "garbage.distillgan"
+    garbage.write_bytes(b"not a model" * 100)
+    truncated = tmp_path / "truncated.distillgan"
+    truncated.write_bytes(model.read_bytes()[:600])
+    for path in (garbage, truncated):
+        with pytest.raises(DamagedModelFileError):
+            open_model(path)
+        with ModelLock(path, owner="test") as lock:
+            with pytest.raises(DamagedModelFileError):  # never replaced unless asked
+                write_model(path, {"vae": Section(attrs={"new": True})}, lock=lock)
+            write_model(path, {"vae": Section(attrs={"new": True})}, lock=lock, replace_damaged=True)
+        assert open_model(path).sections() == ["vae"] and open_model(path).attrs("vae") == {"new": True}
+
+    newer = tmp_path / "newer.distillgan"
+    newer.write_bytes(model.read_bytes())
+    edit(newer, lambda f: f.attrs.__setitem__("schema_version", SCHEMA_VERSION + 1))
+    before = newer.read_bytes()
+    with (
+        ModelLock(newer, owner="test") as lock,
+        pytest.raises(ModelFileError, match="newer distillgan") as caught,
+    ):
+        write_model(newer, {"vae": None}, lock=lock, replace_damaged=True)
+    assert not isinstance(caught.value, DamagedModelFileError) and newer.read_bytes() == before
+
+    # HDF5's own file lock, as another program holding the file open for writing takes it
+    fd = os.open(model, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(ModelFileError, match="open for writing in another program") as caught:
+            open_model(model)
+        assert not isinstance(caught.value, DamagedModelFileError)
+    finally:
+        os.close(fd)
+    open_model(model)
+
+
 # ---------------------------------------------------------------------------------------------
 # Locking
 
@@ -586,6 +645,27 @@ def test_stale_lock_file_from_dead_process(model: Path) -> None:
     with ModelLock(model, owner="fresh") as lock:
         assert lock.held
         assert '"owner": "fresh"' in lock_file.read_text()
+
+
+def test_a_planted_lock_link_is_refused_and_its_target_kept(tmp_path: Path, model: Path) -> None:
+    # a shared models folder: someone plants the lock file as a link to a file of the user's
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    lock_file = model.with_name("rain.distillgan.lock")
+    lock_file.unlink()  # the one writing the model left
+    lock_file.symlink_to(precious)
+    with pytest.raises(ModelFileError, match=r"rain.distillgan.lock is a symbolic link"):
+        ModelLock(model, owner="test").acquire()
+    assert precious.read_text() == "keep me"
+    lock_file.unlink()
+    lock_file.symlink_to(tmp_path / "new-file")  # a dangling link would create a file elsewhere
+    with pytest.raises(ModelFileError, match="is a symbolic link"):
+        ModelLock(model, owner="test").acquire()
+    assert not (tmp_path / "new-file").exists()
+    lock_file.unlink()
+    os.mkfifo(lock_file)
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        ModelLock(model, owner="test").acquire()
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """Damaged model files: whatever bytes are flipped, cut or inserted, reading and rewriting either
-work or raise ModelFileError -- never another exception, never a hang."""
+work or raise ModelFileError -- never another exception, never a hang. And stored vocoder configs
+that pass validation however large: the weights are checked against the shapes they imply before
+anything is read or allocated."""
 
 from __future__ import annotations
 
@@ -13,11 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from distillgan.errors import ModelFileError
+from distillgan.config import from_dict
+from distillgan.errors import ConfigError, ModelFileError
 from distillgan.modelfile import ModelLock, Section, open_model, pack_tree, write_model
+from distillgan.networks.hifigan import Generator, HiFiGANConfig, generator_shapes
+from tests.address_space import address_space_limit
 
 # raise for a longer local campaign, e.g. FUZZ_EXAMPLES=5000
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
@@ -112,3 +117,59 @@ def test_valid_model_passes(folder: Path) -> None:
     path = folder / "valid.distillgan"
     path.write_bytes(valid_model())
     read_and_rewrite(path)
+
+
+@st.composite
+def vocoder_configs(draw: st.DrawFn) -> dict[str, Any]:
+    """Vocoder configs that pass validation, drawn towards the largest networks: up to and past
+    the bounds (4096 channels, kernels of 1024), so that a config validation lets through is
+    tried however large it is; those it refuses are rejected."""
+    rates = draw(st.sampled_from([[8, 8, 4, 2], [8, 8, 8], [16, 16, 2], [32, 16], [4, 4, 4, 2, 2, 2]]))
+    spread = draw(st.sampled_from([2, 16, 512]))
+    count = draw(st.integers(1, 8))
+    cfg = {
+        "upsample_initial_channel": draw(st.sampled_from([2**k for k in range(len(rates), 13)])),
+        "upsample_rates": rates,
+        "upsample_kernel_sizes": [rate + 2 * draw(st.integers(0, spread)) for rate in rates],
+        "resblock_kernel_sizes": draw(
+            st.lists(st.sampled_from([3, 7, 11, 31, 63]), min_size=count, max_size=count)
+        ),
+        "resblock_dilations": draw(
+            st.lists(st.lists(st.integers(1, 64), min_size=1, max_size=8), min_size=count, max_size=count)
+        ),
+    }
+    try:
+        from_dict(HiFiGANConfig, cfg)
+    except ConfigError:
+        reject()
+    return cfg
+
+
+@functools.cache
+def small_generator_model() -> bytes:
+    """A model file holding the inference weights of a small generator."""
+    weights = Generator(HiFiGANConfig(upsample_initial_channel=16), weight_norm=False).state_dict()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "g.distillgan"
+        with ModelLock(path, owner="fuzz") as lock:
+            sections = {"vocoder": Section(tensors={f"generator/{k}": v for k, v in weights.items()})}
+            write_model(path, sections, lock=lock, create=True)
+        return path.read_bytes()
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=max(1, EXAMPLES // 10), deadline=None, suppress_health_check=list(HealthCheck))
+@given(cfg=vocoder_configs())
+def test_weights_are_checked_against_a_valid_configs_shapes_before_any_is_read(
+    folder: Path, cfg: dict[str, Any]
+) -> None:
+    path = folder / "generator.distillgan"
+    path.write_bytes(small_generator_model())
+    with address_space_limit(256 * 2**20):
+        expected = generator_shapes(from_dict(HiFiGANConfig, cfg))
+        try:
+            weights = open_model(path).tensors("vocoder", expected, prefix="generator")
+        except ModelFileError as error:
+            assert "does not match this network" in str(error)
+        else:
+            assert {k: tuple(v.shape) for k, v in weights.items()} == expected

@@ -32,7 +32,8 @@ def train_tiny_vocoder(
     """The ``vocoder_tiny`` recipe (2 epochs of 8 steps on the tiny corpus), training state kept."""
     cfg = load_vocoder_config(None, {"train": {"keep_checkpoint": True}}, recipe="vocoder_tiny")
     token = CancelToken()
-    callbacks = [CancelAfter(token, cancel_after)] if cancel_after is not None else None
+    callbacks = [CancelAfter(token, cancel_after)] if cancel_after is not None else []
+    callbacks += kwargs.pop("extra_callbacks", [])
     with ModelLock(path, owner="test") as lock:
         return train_vocoder(
             load_corpus(corpus),

@@ -47,11 +47,39 @@ def hold_out(
         cut(longest)
     if not clips:
         longest = max(range(len(train)), key=lambda i: train[i].shape[-1])
-        clips.append(_fit_length(train[longest], clip_len))
+        clips.append(fit_length(train[longest], clip_len))
     return train, clips
 
 
-def _fit_length(seq: torch.Tensor, length: int, fill: float = 0.0) -> torch.Tensor:
+# A corpus of at least this many files holds whole files out for validation (unseen audio);
+# a smaller one cuts its held-out clips from the ends of training files.
+HOLD_OUT_FILES_FROM = 8
+
+
+def hold_out_files(
+    sequences: Sequence[torch.Tensor], clip_len: int, count: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[int]]:
+    """Hold out whole files: about one in ten (at least one, at most ``count``), spread over
+    the corpus order, and cut up to ``count`` clips of ``clip_len`` from them (a file shorter
+    than a clip is padded with silence).
+
+    Returns the training sequences (the other files, whole), the clips and the indices of
+    the held-out files.
+    """
+    n = len(sequences)
+    k = min(count, n - 1, max(1, round(n / 10)))
+    held = sorted({int((i + 0.5) * n / k) for i in range(k)})
+    per_file = math.ceil(count / len(held))
+    clips: list[torch.Tensor] = []
+    for i in held:
+        seq = sequences[i]
+        pieces = max(1, min(per_file, seq.shape[-1] // clip_len))
+        clips += [fit_length(seq[..., : seq.shape[-1] - j * clip_len], clip_len) for j in range(pieces)]
+    train = [seq for i, seq in enumerate(sequences) if i not in held]
+    return train, clips[:count], held
+
+
+def fit_length(seq: torch.Tensor, length: int, fill: float = 0.0) -> torch.Tensor:
     if seq.shape[-1] >= length:
         return seq[..., -length:].clone()
     pad = torch.full((*seq.shape[:-1], length - seq.shape[-1]), fill, dtype=seq.dtype)
@@ -66,6 +94,10 @@ class RandomCropLoader:
     inside each, from a generator seeded by ``(seed, rank, index of the batch in the run)``.
     Sequences shorter than a crop are padded with ``fill``. ``state_dict``/``load_state_dict``
     follow Lightning's stateful-loader protocol: a resumed run continues with the next batch.
+
+    ``frames`` (one ``(channels, length // hop)`` tensor per sequence, e.g. a mel) makes every
+    crop start on a multiple of ``hop`` and batches ``(crops, frame crops)`` pairs: the frames
+    that belong to each crop.
     """
 
     def __init__(
@@ -79,8 +111,10 @@ class RandomCropLoader:
         world_size: int = 1,
         fill: float = 0.0,
         batches_per_epoch: int | None = None,
+        frames: Sequence[torch.Tensor] | None = None,
+        hop: int = 1,
     ) -> None:
-        padded = [_fit_length(s, crop_len, fill) if s.shape[-1] < crop_len else s for s in sequences]
+        padded = [fit_length(s, crop_len, fill) if s.shape[-1] < crop_len else s for s in sequences]
         if not padded:
             raise ValueError("RandomCropLoader needs at least one sequence")
         self.crop_len = crop_len
@@ -92,6 +126,16 @@ class RandomCropLoader:
         self._spans = lengths - crop_len + 1
         self._weights = lengths.double()
         self.buffer = torch.cat(list(padded), dim=-1)
+        self.hop = hop
+        self.frames: torch.Tensor | None = None
+        if frames is not None:
+            if crop_len % hop or any(
+                f.shape[-1] != s.shape[-1] // hop for f, s in zip(frames, padded, strict=True)
+            ):
+                raise ValueError("frames must hold length // hop frames per sequence, and crops whole frames")
+            frame_lengths = torch.tensor([f.shape[-1] for f in frames], dtype=torch.long)
+            self._frame_starts = torch.cumsum(frame_lengths, 0) - frame_lengths
+            self.frames = torch.cat(list(frames), dim=-1)
         total = int(lengths.sum())
         # an epoch sees about the corpus's total length once (across all processes), never zero batches
         self.batches_per_epoch = batches_per_epoch or max(
@@ -102,22 +146,32 @@ class RandomCropLoader:
 
     def to(self, device: torch.device | str) -> RandomCropLoader:
         self.buffer = self.buffer.to(device)
+        if self.frames is not None:
+            self.frames = self.frames.to(device)
         return self
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    def batch(self, index: int) -> torch.Tensor:
-        """The ``index``-th batch of the run: (batch, [channels,] crop_len)."""
+    def batch(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The ``index``-th batch of the run: (batch, [channels,] crop_len), with its frames if any."""
         g = torch.Generator().manual_seed(hash((self.seed, self.rank, index)) & 0x7FFF_FFFF_FFFF)
         files = torch.multinomial(self._weights, self.batch_size, replacement=True, generator=g)
         offsets = (torch.rand(self.batch_size, generator=g, dtype=torch.float64) * self._spans[files]).long()
-        positions = (self._starts[files] + offsets)[:, None] + torch.arange(self.crop_len)
-        positions = positions.to(self.buffer.device, non_blocking=True)
-        if self.buffer.dim() == 1:
-            return self.buffer[positions]
-        # (channels, total) -> (batch, channels, crop_len)
-        return self.buffer[:, positions].permute(1, 0, 2).contiguous()
+        offsets = offsets // self.hop * self.hop
+        crops = self._crop(self.buffer, self._starts[files] + offsets, self.crop_len)
+        if self.frames is None:
+            return crops
+        starts = self._frame_starts[files] + offsets // self.hop
+        return crops, self._crop(self.frames, starts, self.crop_len // self.hop)
+
+    @staticmethod
+    def _crop(buffer: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
+        positions = (starts[:, None] + torch.arange(length)).to(buffer.device, non_blocking=True)
+        if buffer.dim() == 1:
+            return buffer[positions]
+        # (channels, total) -> (batch, channels, length)
+        return buffer[:, positions].permute(1, 0, 2).contiguous()
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         start, self._resume_position = self._resume_position, 0

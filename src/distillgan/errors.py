@@ -13,6 +13,11 @@ class ModelFileError(DistillganError):
     """A .distillgan file is missing, broken, hostile, too new or lacks a stage."""
 
 
+class DamagedModelFileError(ModelFileError):
+    """The file's bytes are no readable model (not HDF5, empty, truncated, corrupt): unlike a newer
+    schema or a file that cannot be opened now, there is nothing in it that a new model could lose."""
+
+
 class ModelLockedError(ModelFileError):
     """Another process holds the model's writer lock."""
 

@@ -24,6 +24,7 @@ __all__ = [
     "synth_pluck",
     "synth_tone",
     "write_example_corpus",
+    "write_example_held_out",
 ]
 
 PEAK_DBFS = -3.0
@@ -256,14 +257,39 @@ _EXAMPLES: tuple[tuple[str, Callable[[float], np.ndarray]], ...] = (
 )
 
 
-def write_example_corpus(folder: Path | str, *, seconds: float = 3.0) -> list[Path]:
-    """Write the example corpus (14 WAV files, 44.1 kHz 16-bit, peaks at -3 dBFS) into
-    ``folder`` (created if needed) and return the paths in sorted order."""
+# Unseen sounds of the same kinds (other seeds, pitches and decays): the held-out set of the
+# fidelity benchmark, never part of the example corpus.
+_HELD_OUT: tuple[tuple[str, Callable[[float], np.ndarray]], ...] = (
+    ("pluck_165hz", lambda s: synth_pluck(s, seed=51, freq=165.0, t60_s=4.5, brightness=0.7)),
+    ("pluck_587hz", lambda s: synth_pluck(s, seed=52, freq=587.0, t60_s=2.5, brightness=0.85)),
+    ("bell_330hz", lambda s: synth_bell(s, seed=53, freq=330.0, t60_s=3.5)),
+    ("bell_698hz", lambda s: synth_bell(s, seed=54, freq=698.0, t60_s=2.5)),
+    ("rain_c", lambda s: synth_noise_texture(s, seed=55, kind="rain")),
+    ("wind_c", lambda s: synth_noise_texture(s, seed=56, kind="wind")),
+    ("surf_b", lambda s: synth_noise_texture(s, seed=57, kind="surf")),
+    ("drone_98hz", lambda s: synth_tone(s, seed=58, freq=98.0, vibrato_depth=0.005)),
+)
+
+
+def _write(
+    folder: Path | str, sounds: tuple[tuple[str, Callable[[float], np.ndarray]], ...], seconds: float
+) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for stem, make in _EXAMPLES:
+    for stem, make in sounds:
         path = folder / f"{stem}.wav"
         write_audio(path, make(seconds), SAMPLE_RATE, subtype="PCM_16")
         paths.append(path)
     return sorted(paths)
+
+
+def write_example_corpus(folder: Path | str, *, seconds: float = 3.0) -> list[Path]:
+    """Write the example corpus (14 WAV files, 44.1 kHz 16-bit, peaks at -3 dBFS) into
+    ``folder`` (created if needed) and return the paths in sorted order."""
+    return _write(folder, _EXAMPLES, seconds)
+
+
+def write_example_held_out(folder: Path | str, *, seconds: float = 3.0) -> list[Path]:
+    """Write 8 unseen sounds of the example corpus's kinds (the fidelity benchmark's held-out set)."""
+    return _write(folder, _HELD_OUT, seconds)

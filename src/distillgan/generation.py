@@ -56,7 +56,13 @@ from distillgan.vocoders.choices import (
     VOCODER_CHOICES,
     WRITABLE_SUFFIXES,
 )
-from distillgan.vocoders.hifigan import HiFiGANInfo, HiFiGANVocoder, load_hifigan, read_vocoder_info
+from distillgan.vocoders.hifigan import (
+    GOOD_MEL_L1,
+    HiFiGANInfo,
+    HiFiGANVocoder,
+    load_hifigan,
+    read_vocoder_info,
+)
 
 VocoderChoice = Literal["auto", "hifigan", "bigvgan"]
 
@@ -145,18 +151,15 @@ def _status_from_info(info: HiFiGANInfo | None) -> VocoderStatus:
             auto_choice="bigvgan",
             auto_reason="the model has no per-model vocoder yet, so the universal BigVGAN-v2 is used",
         )
-    epochs = f"{info.epochs} epoch{'' if info.epochs == 1 else 's'}"
-    if info.complete:
-        reason = f"the model's own vocoder finished training ({epochs}, {info.describe_error()})"
-    elif info.ready:
-        reason = (
-            f"the model's own vocoder stopped at {epochs} but its {info.describe_error()} is already good"
-        )
+    if info.ready:
+        reason = f"the model's own vocoder: {info.comparison()}"
+    elif info.bigvgan_val_mel_l1 is not None:
+        reason = f"BigVGAN-v2 renders this model better: {info.comparison()}"
     else:
-        of_total = f" of {info.total_epochs}" if info.total_epochs else ""
+        of_total = f" of {info.total_epochs}" if info.total_epochs and not info.complete else ""
         reason = (
-            f"the model's own vocoder is unfinished ({info.epochs}{of_total} epochs, "
-            f"{info.describe_error()}), so the universal BigVGAN-v2 is used"
+            f"the model's own vocoder ({info.epochs}{of_total} epochs) is not good enough yet: "
+            f"{info.comparison()}, above {GOOD_MEL_L1}; so the universal BigVGAN-v2 is used"
         )
     return VocoderStatus(
         has_hifigan=True,

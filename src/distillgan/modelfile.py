@@ -26,6 +26,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,7 +38,7 @@ import h5py
 import numpy as np
 
 from distillgan import __version__
-from distillgan.errors import ModelFileError, ModelLockedError
+from distillgan.errors import DamagedModelFileError, ModelFileError, ModelLockedError
 
 if TYPE_CHECKING:
     import torch
@@ -184,7 +185,15 @@ def _damaged_file_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except _LIBRARY_ERRORS as exc:
-        raise ModelFileError(f"{path} is damaged or truncated ({_brief(exc)})") from exc
+        # HDF5 passes on the system's errno (a file lock, permissions, I/O); its format errors have none
+        if isinstance(exc, OSError) and exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            raise ModelFileError(
+                f"{path} is open for writing in another program (HDF5 file lock); "
+                "close it there and try again"
+            ) from exc
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise ModelFileError(f"cannot read {path} ({_brief(exc)})") from exc
+        raise DamagedModelFileError(f"{path} is damaged or truncated ({_brief(exc)})") from exc
 
 
 def _plain_attr(obj: h5py.HLObject, name: str) -> Any:
@@ -225,7 +234,7 @@ def _read_header(f: h5py.File, path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path} is an HDF5 file but not a distillgan model file ({detail})")
     version = _plain_attr(f, "schema_version")
     if not isinstance(version, int) or version < 1:
-        raise ModelFileError(f"{path} is damaged or truncated (bad schema version {version!r})")
+        raise DamagedModelFileError(f"{path} is damaged or truncated (bad schema version {version!r})")
     if version > SCHEMA_VERSION:
         raise ModelFileError(f"{path} was made by a newer distillgan (schema {version}); upgrade distillgan")
     header: dict[str, Any] = {"format": fmt, "schema_version": version}
@@ -249,10 +258,10 @@ def _open_h5(path: Path) -> tuple[h5py.File, dict[str, Any]]:
     except OSError as exc:
         raise ModelFileError(f"cannot read {path} ({exc.strerror})") from exc
     if empty:
-        raise ModelFileError(f"{path} is not a distillgan model file (empty file)")
+        raise DamagedModelFileError(f"{path} is not a distillgan model file (empty file)")
     with _damaged_file_errors(path):
         if not h5py.is_hdf5(path):
-            raise ModelFileError(f"{path} is not a distillgan model file (not HDF5)")
+            raise DamagedModelFileError(f"{path} is not a distillgan model file (not HDF5)")
         # HDF5's default locking ("best-effort") must be kept: HDF5 refuses to open one file twice in a
         # process with different locking flags, and other code may hold it open with the default.
         f = h5py.File(path, "r")
@@ -657,6 +666,19 @@ class _GuardedFile:
         """Nothing to do: bytes go straight to the file; :func:`_build` fsyncs it at the end."""
 
 
+def _stored_sections(f: h5py.File) -> list[str]:
+    """The top-level entries a reader accepts as stages: groups stored in the file under a valid
+    name. A link (soft, or external to another file) or a loose dataset is not carried into a
+    rewrite: copying would turn a link into a plain copy of what it points to."""
+    return [
+        name
+        for name in f
+        if _SECTION_RE.fullmatch(name)
+        and isinstance(f.get(name, getlink=True), h5py.HardLink)
+        and isinstance(f[name], h5py.Group)
+    ]
+
+
 def _build(tmp: Path, old: Path | None, sections: Mapping[str, Section | None], created: str | None) -> None:
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
@@ -664,7 +686,7 @@ def _build(tmp: Path, old: Path | None, sections: Mapping[str, Section | None], 
         with h5py.File(guard, "w") as out:
             if old is not None:
                 with _damaged_file_errors(old), h5py.File(old, "r") as src:
-                    for name in src:
+                    for name in _stored_sections(src):
                         if name not in sections:
                             src.copy(src[name], out, name=name)  # attributes and nested data come along
                 guard.check()  # outside: a failed write is not a damaged old file
@@ -695,12 +717,19 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_model(
-    path: str | Path, sections: Mapping[str, Section | None], *, lock: ModelLock, create: bool = False
+    path: str | Path,
+    sections: Mapping[str, Section | None],
+    *,
+    lock: ModelLock,
+    create: bool = False,
+    replace_damaged: bool = False,
 ) -> None:
     """Atomically rewrite the model at ``path``: ``sections`` replace (or, when None, delete) stages.
 
     Stages not named are copied unchanged. On any error the old file stays untouched and the
-    temp file is removed. ``lock`` must be held for this path.
+    temp file is removed. ``lock`` must be held for this path. ``replace_damaged``: a file whose
+    bytes are no readable model (:class:`DamagedModelFileError`) is replaced by ``sections`` alone
+    instead of refused; any other file that cannot be read is always refused.
     """
     target = _canonical(path)
     if not (lock.held and lock.path == target):
@@ -711,11 +740,19 @@ def write_model(
     exists = target.exists()
     if not exists and not create:
         raise ModelFileError(f"no model file at {target}")
-    # refuses damaged or newer-schema files before anything is built on them
-    created = open_model(target).root_attrs.get("created") if exists else None
+    old: Path | None = target if exists else None
+    created = None
+    if old is not None:
+        # refuses damaged or newer-schema files before anything is built on them
+        try:
+            created = open_model(target).root_attrs.get("created")
+        except DamagedModelFileError:
+            if not replace_damaged:
+                raise
+            old = None  # nothing in it can be kept
     tmp = target.with_name(f".{target.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        _build(tmp, target if exists else None, sections, created)
+        _build(tmp, old, sections, created)
         if exists:
             shutil.copymode(target, tmp)
         os.replace(tmp, target)
@@ -834,9 +871,19 @@ class ModelLock:
         if self._fd is not None:
             raise RuntimeError(f"this ModelLock for {self.path} is already acquired")
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # never through a link: one planted in a shared folder would have us truncate its target
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ModelFileError(
+                    f"cannot lock {_label(self.path)}: {self.lock_path} is a symbolic link; remove it"
+                ) from exc
             raise self._cannot_lock(exc) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ModelFileError(
+                f"cannot lock {_label(self.path)}: {self.lock_path} is not a regular file; remove it"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

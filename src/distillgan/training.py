@@ -159,7 +159,7 @@ def load_model_corpus(
 
 
 # A resumed vocoder run keeps these from its own stored recipe: they shape the optimisation.
-KEPT_ON_RESUME = ("lr", "batch_size", "warmup_steps")
+KEPT_ON_RESUME = ("lr", "batch_size", "warmup_steps", "steps_per_epoch", "init")
 
 
 @dataclass
@@ -257,17 +257,19 @@ def _trainer(
         raise ConfigError(f"cannot set up training: {str(exc).strip().splitlines()[0]}") from exc
 
 
-def _drop_if_unreadable(model_path: Path) -> None:
-    """Delete a model file that cannot be read (nothing in it to keep): a new run could not
-    build on it. Called with the model's lock held."""
-    from distillgan.errors import ModelFileError
+def _check_replaceable(model_path: Path) -> None:
+    """Refuse now, with its reason, a model file that the new run's first save could not replace
+    (a newer schema, no permission, open in another program). A damaged one (not HDF5, truncated,
+    corrupt) holds nothing to keep: that save replaces it. Either way the file stays as it is until
+    then. Called with the model's lock held."""
+    import contextlib
+
+    from distillgan.errors import DamagedModelFileError
     from distillgan.modelfile import open_model
 
     if model_path.exists():
-        try:
+        with contextlib.suppress(DamagedModelFileError):
             open_model(model_path)
-        except ModelFileError:
-            model_path.unlink()
 
 
 def _fit(trainer: Any, module: Any, datamodule: Any, model_path: Path, resume: bool, checkpoint: Any) -> None:
@@ -341,7 +343,7 @@ def train_vae(
     val_every = max(1, epochs // 50)
     dataset = Section(attrs={"manifest": build_manifest(corpus)})
     if not resume and lock is not None and lock.held:
-        _drop_if_unreadable(model_path)
+        _check_replaceable(model_path)
     checkpoint = ModelFileCheckpoint(
         model_path,
         "vae",
@@ -351,6 +353,7 @@ def train_vae(
         # A new run replaces a model with its first save, atomically: until then the old model
         # (its vocoder too) stays whole, whatever happens to this run (kill, crash, full disk).
         extra_sections={} if resume else {"dataset": dataset, "vocoder": None, "vocoder_checkpoint": None},
+        replace_damaged=not resume,
         listener=listener,
     )
     callbacks: list[Any] = [CancelOnRequest(cancel), checkpoint]
@@ -382,27 +385,49 @@ def train_vocoder(
     resume: bool = False,
     epochs: int | None = None,
     extra_callbacks: list[Any] | None = None,
+    bigvgan_dir: Path | None = None,
 ) -> RunResult:
     """Train (or resume) the per-model HiFi-GAN vocoder of ``model_path`` on ``corpus``.
 
     ``cfg`` is a :class:`~distillgan.lightning_modules.hifigan.VocoderConfig`; on resume it
     must be the run's stored config. ``epochs`` overrides the total (e.g. to extend a run).
+    A fresh run starts from what ``cfg.train.init`` names. A finished run scores BigVGAN-v2
+    on the same held-out clips when it is on this machine (``bigvgan_dir``, else the hub cache).
     """
     import lightning as L
 
-    from distillgan.callbacks import AudioPreviews, CancelOnRequest, ModelFileCheckpoint, ProgressReporter
+    from distillgan.callbacks import (
+        AudioPreviews,
+        BigVGANScore,
+        CancelOnRequest,
+        ModelFileCheckpoint,
+        ProgressReporter,
+    )
     from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderDataModule
+    from distillgan.modelfile import open_model
+    from distillgan.vocoders.prior import starting_weights
 
     t = cfg.train
     options = options or TrainerOptions(accelerator=t.accelerator)
     cancel = cancel or CancelToken()
     L.seed_everything(t.seed, verbose=False)
-    datamodule = VocoderDataModule([f.audio for f in corpus.files], t)
-    per_epoch = steps_per_epoch(
+    vae = None
+    if t.vae_aware_fraction > 0 and model_path.exists() and open_model(model_path).has("vae"):
+        from distillgan.generation import load_vae
+
+        vae = load_vae(model_path)
+    datamodule = VocoderDataModule(
+        [f.audio for f in corpus.files],
+        t,
+        names=[os.path.relpath(f.path, corpus.root) for f in corpus.files],
+        vae=vae,
+    )
+    per_epoch = t.steps_per_epoch or steps_per_epoch(
         [a.shape[-1] for a in datamodule.train_audio], t.segment_samples, t.batch_size
     )
     total_epochs = epochs or t.epochs or vocoder_epochs_for(per_epoch, t.warmup_steps)
-    module = HiFiGANModule(cfg, total_epochs=total_epochs)
+    start = None if resume else starting_weights(t.init, model_path.parent, exclude=model_path)
+    module = HiFiGANModule(cfg, total_epochs=total_epochs, start=start)
     checkpoint = ModelFileCheckpoint(
         model_path,
         "vocoder",
@@ -415,6 +440,7 @@ def train_vocoder(
     callbacks: list[Any] = [
         CancelOnRequest(cancel),
         AudioPreviews(run_dir(model_path) / "previews", every_n_epochs=t.preview_interval, listener=listener),
+        BigVGANScore(bigvgan_dir),
         checkpoint,
     ]
     if listener is not None:

@@ -237,3 +237,38 @@ def test_ctrl_c_saves_at_once_and_the_run_resumes(vae_model: Path, models_dir: P
     assert resumed.exit_code == 0, resumed.stderr
     assert f"Vocoder training complete: {resume_to} epochs, {resume_to * 8} steps" in resumed.stdout
     assert open_model(vae_model).attrs("vocoder")["steps"] == resume_to * 8
+
+
+def _short_quick_recipe(tmp_path: Path) -> Path:
+    recipe = tmp_path / "short.yaml"
+    train = {"epochs": 1, "steps_per_epoch": 2, "warmup_steps": 1, "val_clips": 1, "val_clip_seconds": 0.25}
+    recipe.write_text(yaml.safe_dump({"train": train}))
+    return recipe
+
+
+def test_init_choices_on_the_command_line(cli: CliRun, vae_model: Path, tmp_path: Path) -> None:
+    recipe = ["--recipe", "vocoder_quick", "--config", str(_short_quick_recipe(tmp_path))]
+    assert cli(["train", "vocoder", "tiny", *recipe]).exit_code == 0  # the recipe's default: the prior
+    assert open_model(vae_model).attrs("vocoder")["started_from"] == "prior"
+
+    scratch = cli(["train", "vocoder", "tiny", *recipe, "--init", "scratch", "--fresh", "--yes"])
+    assert scratch.exit_code == 0, scratch.stderr
+    assert open_model(vae_model).attrs("vocoder")["started_from"] == "scratch"
+
+    other = tmp_path / "models" / "other.distillgan"
+    other.write_bytes(vae_model.read_bytes())
+    from_model = cli(["train", "vocoder", "other", *recipe, "--init", "tiny", "--fresh", "--yes"])
+    assert from_model.exit_code == 0, from_model.stderr
+    assert open_model(other).attrs("vocoder")["started_from"] == "model tiny"
+
+    assert_one_line_error(
+        cli(["train", "vocoder", "tiny", *recipe, "--init", "tiny", "--fresh", "--yes"]),
+        "cannot start from the model's own vocoder",
+    )
+    assert_one_line_error(
+        cli(["train", "vocoder", "tiny", "--recipe", "vocoder_tiny", "--init", "prior", "--fresh", "--yes"]),
+        "another shape",
+    )
+    assert_one_line_error(
+        cli(["train", "vocoder", "tiny", *recipe, "--init", "nosuch", "--fresh", "--yes"]), "no model named"
+    )

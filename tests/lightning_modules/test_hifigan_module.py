@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 
 from distillgan.audio import load_corpus
 from distillgan.errors import TrainingError
@@ -166,6 +167,37 @@ def test_repeated_non_finite_steps_stop_training_with_a_clear_message(tiny_corpu
     assert poison.unchanged == [True] * 5  # stopped at the first check (end of epoch 1)
 
 
+def test_grad_scaler_skips_are_counted_apart_from_non_finite_losses_and_never_stop_training(
+    tiny_corpus: Path,
+) -> None:
+    # 16-mixed with a scale far too high: every step's scaled fp16 gradients overflow and the
+    # GradScaler skips it (halving its scale), routine in fp16 training; step 9 is really non-finite
+    poison = PoisonBatches(steps={9})
+    cfg = tiny(warmup_steps=4, epochs=2, max_nonfinite_steps=3)
+    L.seed_everything(0, verbose=False)
+    module = HiFiGANModule(cfg)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler)],
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[poison],
+    )
+    trainer.fit(
+        module, datamodule=VocoderDataModule([f.audio for f in load_corpus(tiny_corpus).files], cfg.train)
+    )
+    assert module.steps_trained == 16 and poison.unchanged == [True]
+    assert module.nonfinite_skipped == 1
+    progress = {"status": "complete", "epoch": 2, "epochs_completed": 2, "total_epochs": 2, "steps": 16}
+    attrs = module.model_file_sections(progress)["vocoder"].attrs
+    assert (attrs["nonfinite_skipped"], attrs["grad_scaler_skipped"]) == (1, 15)
+
+
 @pytest.mark.parametrize(
     ("precision", "weights"),
     [
@@ -215,3 +247,109 @@ def test_builtin_recipes_are_valid_and_share_the_v2_generator(recipe: str) -> No
         assert cfg.generator.upsample_initial_channel == full.generator.upsample_initial_channel == 128
         assert cfg.generator.resblock_kernel_sizes == [3, 7, 11]
         assert cfg.generator.mpd_periods == [2, 3, 5, 7, 11]
+
+
+class ScriptedValidation(HiFiGANModule):
+    """Logs a scripted held-out error per epoch and keeps each epoch's generator."""
+
+    def __init__(self, cfg: VocoderConfig, values: list[float]) -> None:
+        super().__init__(cfg)
+        self.values = values
+        self.generators: list[dict[str, torch.Tensor]] = []
+
+    def validation_step(self, clips: torch.Tensor, batch_idx: int) -> None:
+        self.log("val/mel_l1", torch.tensor(self.values[self.current_epoch]))
+        self.generators.append(self.generator.inference_state_dict())
+
+
+def test_the_model_file_keeps_the_best_held_out_epoch(tiny_corpus: Path) -> None:
+    cfg = tiny(epochs=3)
+    module = ScriptedValidation(cfg, [1.0, 0.5, 0.8])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(
+        module, datamodule=VocoderDataModule([f.audio for f in load_corpus(tiny_corpus).files], cfg.train)
+    )
+    progress = {"status": "complete", "epoch": 3, "epochs_completed": 3, "total_epochs": 3, "steps": 24}
+    section = module.model_file_sections(progress)["vocoder"]
+    attrs = section.attrs
+    assert attrs["best_epoch"] == 2 and attrs["val_mel_l1_history"] == pytest.approx([1.0, 0.5, 0.8])
+    assert attrs["val_mel_l1_best"] == 0.5 and attrs["val_mel_l1_last"] == pytest.approx(0.8)
+    for name, tensor in module.generators[1].items():
+        assert torch.equal(section.tensors[f"generator/{name}"], tensor), name
+    assert not torch.equal(
+        section.tensors["generator/conv_post.weight"], module.generators[2]["conv_post.weight"]
+    )
+
+    # a resumed run keeps the best epoch of before (it travels in the training state)
+    checkpoint: dict[str, Any] = {}
+    module.on_save_checkpoint(checkpoint)
+    resumed = HiFiGANModule(cfg)
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed.best_epoch == 2
+    assert torch.equal(resumed.best_generator["conv_post.weight"], module.generators[1]["conv_post.weight"])
+
+
+def test_a_training_state_with_the_old_melgan_msd_is_refused_clearly(tiny_corpus: Path) -> None:
+    from distillgan.errors import ModelFileError
+
+    module = HiFiGANModule(tiny())
+    state = {f"discriminators.{k}": v for k, v in module.discriminators.state_dict().items()}
+    state["discriminators.msd.discriminators.0.convs.1.parametrizations.weight.original"] = torch.zeros(
+        4, 1, 41
+    )
+    with pytest.raises(ModelFileError, match="cannot be resumed, but the trained vocoder stays usable"):
+        module.on_load_checkpoint({"state_dict": state})
+
+
+def test_vae_aware_batches_feed_the_vaes_mel_of_the_same_frames(tiny_corpus: Path) -> None:
+    from distillgan.config import load_vae_config
+    from distillgan.networks.vae import MelVAE, reconstruct
+
+    vae = MelVAE(load_vae_config().model).eval()
+    cfg = tiny(vae_aware_fraction=0.5, segment_samples=2048)
+    audio = [f.audio for f in load_corpus(tiny_corpus).files]
+    datamodule = VocoderDataModule(audio, cfg.train, vae=vae)
+    crops, frames = datamodule.train_dataloader().batch(3)
+    assert crops.shape == (16, 2048) and frames.shape == (16, 128, 4)
+    # each crop's frames are the VAE reconstruction of the file at the crop's (hop-aligned) place
+    buffer = torch.cat(datamodule.train_audio)
+    for crop, crop_frames in zip(crops[:4], frames[:4], strict=True):
+        start = next(
+            i for i in range(0, len(buffer) - 2048 + 1, 512) if torch.equal(buffer[i : i + 2048], crop)
+        )
+        offset = start
+        for seq, recon in zip(datamodule.train_audio, datamodule.vae_frames, strict=True):
+            if offset < len(seq):
+                torch.testing.assert_close(crop_frames, recon[:, offset // 512 : offset // 512 + 4])
+                break
+            offset -= len(seq)
+    assert (
+        datamodule.vae_frames[0].shape
+        == reconstruct(vae, log_mel_spectrogram(datamodule.train_audio[0])).shape
+    )
+
+    module, _ = fit(cfg, tiny_corpus, epochs=1)  # no VAE given: plain batches
+    assert math.isfinite(module.val_history[-1])
+    L.seed_everything(0, verbose=False)
+    module = HiFiGANModule(cfg, total_epochs=1)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    assert module.steps_trained == len(datamodule.train_dataloader()) and math.isfinite(
+        module.val_history[-1]
+    )

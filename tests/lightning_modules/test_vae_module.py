@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import h5py
 import pytest
 import torch
 
 from distillgan.audio import load_corpus
 from distillgan.config import load_vae_config
+from distillgan.errors import ModelFileError
 from distillgan.lightning_modules.vae import VAEDataModule
-from distillgan.modelfile import ModelLock, open_model
+from distillgan.modelfile import SCHEMA_VERSION, ModelLock, Section, open_model, write_model
 from distillgan.networks.vae import MelVAE
 from distillgan.progress import CancelToken, ProgressEvent
 from distillgan.training import TrainerOptions, train_vae
@@ -73,6 +80,66 @@ def test_cancel_keeps_a_resumable_vae_and_resume_finishes_it(tiny_corpus: Path, 
     second = run(tiny_corpus, path, resume=True)
     assert second.status == "complete" and second.epochs_completed == 12
     assert not open_model(path).has("vae_checkpoint")
+
+
+def fresh_run(corpus_dir: Path, path: Path, **kwargs: object) -> object:
+    cfg = load_vae_config(None, {**TINY, "train": {**TINY["train"], "epochs": 2}})
+    with ModelLock(path, owner="test") as lock:
+        return train_vae(
+            load_corpus(corpus_dir), path, cfg, lock=lock, options=TrainerOptions(accelerator="cpu"), **kwargs
+        )
+
+
+def test_a_fresh_run_replaces_a_damaged_file_at_its_first_save_not_before(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "old.distillgan"
+    damaged = b"not a model file at all" * 100
+    path.write_bytes(damaged)
+    at_start: list[bytes] = []
+
+    def listener(event: ProgressEvent) -> None:
+        if event.kind == "start":  # training has begun, nothing saved yet
+            at_start.append(path.read_bytes())
+
+    result = fresh_run(tiny_corpus, path, listener=listener)
+    assert at_start == [damaged]
+    assert result.status == "complete" and set(open_model(path).sections()) == {"dataset", "vae"}
+
+
+@contextlib.contextmanager
+def newer_schema(path: Path) -> Iterator[None]:
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = SCHEMA_VERSION + 1
+    yield
+
+
+@contextlib.contextmanager
+def open_for_writing_elsewhere(path: Path) -> Iterator[None]:
+    """HDF5's file lock, as another program holding the file open for writing takes it."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("make_unreadable", "message"),
+    [(newer_schema, "newer distillgan"), (open_for_writing_elsewhere, "open for writing in another program")],
+)
+def test_a_fresh_run_refuses_a_model_it_cannot_read_and_keeps_it(
+    tiny_corpus: Path, tmp_path: Path, make_unreadable: Any, message: str
+) -> None:
+    path = tmp_path / "old.distillgan"
+    with ModelLock(path, owner="test") as lock:
+        write_model(path, {"vae": Section(attrs={"summary": {"status": "complete"}})}, lock=lock, create=True)
+    with make_unreadable(path):
+        before = path.read_bytes()
+        with pytest.raises(ModelFileError, match=message):
+            fresh_run(tiny_corpus, path)
+        assert path.read_bytes() == before
 
 
 def test_validation_split_works_for_five_short_files(tiny_corpus: Path) -> None:

@@ -18,6 +18,7 @@ from distillgan.networks.hifigan import (
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
+    generator_shapes,
 )
 
 # tiny discriminators keep the tests fast; the default widths are checked by construction only
@@ -57,11 +58,49 @@ def test_default_config_round_trips_through_from_dict() -> None:
         ({"mpd_periods": "2,3"}, "mpd_periods"),
         ({"upsample_rates": [8.0, 8, 4, 2]}, "upsample_rates"),
         ({"mpd_period": [2]}, "unknown config key"),
+        # a stored config must not ask the loader for gigabytes (4096 channels, kernels of 1024: 48 GB)
+        ({"upsample_initial_channel": 4096}, "upsample_initial_channel"),
+        ({"upsample_kernel_sizes": [1024, 1024, 1024, 1024]}, "upsample_kernel_sizes"),
+        ({"resblock_kernel_sizes": [63, 7, 11]}, "resblock_kernel_sizes"),
+        (
+            {
+                "upsample_initial_channel": 1024,
+                "resblock_kernel_sizes": [31] * 8,
+                "resblock_dilations": [[1] * 8] * 8,
+            },
+            "parameters",
+        ),
     ],
 )
 def test_config_refuses_bad_values(override: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         from_dict(HiFiGANConfig, override)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        HiFiGANConfig(),
+        HiFiGANConfig(upsample_initial_channel=512),  # HiFi-GAN V1's width
+        HiFiGANConfig(upsample_initial_channel=1024),  # the widest allowed
+        HiFiGANConfig(
+            upsample_initial_channel=64,
+            upsample_rates=[32, 16],
+            upsample_kernel_sizes=[64, 32],
+            resblock_kernel_sizes=[31, 3],
+            resblock_dilations=[[1, 2, 4, 8, 16, 32, 64, 1], [1]],
+        ),
+    ],
+)
+def test_parameter_count_is_the_generators_without_building_it(cfg: HiFiGANConfig) -> None:
+    with torch.device("meta"):
+        built = _count(Generator(cfg, weight_norm=False))
+    assert cfg.parameter_count() == built
+
+
+def test_generator_shapes_are_the_inference_weights_shapes() -> None:
+    plain = Generator(HiFiGANConfig(), weight_norm=False)
+    assert generator_shapes(HiFiGANConfig()) == {k: tuple(v.shape) for k, v in plain.state_dict().items()}
 
 
 def test_networks_validate_a_config_built_directly() -> None:
@@ -143,13 +182,47 @@ def test_discriminators_return_five_period_and_three_scale_outputs() -> None:
     audio = torch.randn(3, 1, 4000)  # not a multiple of any period: reflect padding kicks in
     logits, features = disc(audio)
     assert len(logits) == len(features) == 5 + 3
-    # MPD: 5 convs + post conv; MSD: 6 convs + post conv; the post conv output is a feature too
-    assert [len(maps) for maps in features] == [6] * 5 + [7] * 3
+    # MPD: 5 convs + post conv; MSD: 7 convs + post conv; the post conv output is a feature too
+    assert [len(maps) for maps in features] == [6] * 5 + [8] * 3
     for logit, maps in zip(logits, features, strict=True):
         assert logit.dim() == 2
         assert logit.shape[0] == 3
         assert all(m.shape[0] == 3 for m in maps)
         torch.testing.assert_close(logit, maps[-1].flatten(1))
+
+
+# HiFi-GAN's DiscriminatorS (jik876/hifi-gan models.py): (in, out, kernel, stride, groups, padding)
+PUBLISHED_MSD = [
+    (1, 128, 15, 1, 1, 7),
+    (128, 128, 41, 2, 4, 20),
+    (128, 256, 41, 2, 16, 20),
+    (256, 512, 41, 4, 16, 20),
+    (512, 1024, 41, 4, 16, 20),
+    (1024, 1024, 41, 1, 16, 20),
+    (1024, 1024, 5, 1, 1, 2),
+    (1024, 1, 3, 1, 1, 1),  # post
+]
+
+
+def test_msd_is_hifigans_own_published_network() -> None:
+    msd = Discriminators(HiFiGANConfig()).msd
+    for scale in msd.discriminators:
+        layers = [
+            (c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.groups, c.padding[0])
+            for c in [*scale.convs, scale.conv_post]
+        ]
+        assert layers == PUBLISHED_MSD
+    # conv weights and biases of the three scales: 29.6 M as published (norms' own parameters aside)
+    weights = sum(
+        c.weight.numel() + c.bias.numel()
+        for scale in msd.discriminators
+        for c in [*scale.convs, scale.conv_post]
+    )
+    published = 3 * sum(i * o // g * k + o for i, o, k, _, g, _ in PUBLISHED_MSD)
+    assert weights == published == 29_610_627
+    # each scale reduces time 64x (strides 2, 2, 4, 4) after the pooling of the one before
+    logits, _ = msd(torch.randn(1, 1, 8192))
+    assert [x.shape[-1] for x in logits] == [128, 65, 33]
 
 
 def _paper_period_discriminator(d: PeriodDiscriminator, y: torch.Tensor) -> tuple[torch.Tensor, list]:

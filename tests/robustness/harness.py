@@ -47,6 +47,7 @@ TINY_VOCODER: dict[str, Any] = {
         "discriminator_channel_divisor": 16,
     },
     "train": {
+        "init": "scratch",  # a tiny generator: not the prior's shape
         "segment_samples": 2048,
         "batch_size": 4,
         "warmup_steps": 0,

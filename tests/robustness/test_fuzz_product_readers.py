@@ -5,9 +5,11 @@ damage reaches what the commands do with what they read: `model info` / `model l
 and HiFi-GAN loaders (stored configs, expected names, shapes and dtypes), the vocoder summary
 behind auto-selection, and the corpus manifest check the trainers start with. Two campaigns:
 bytes flipped in a real product file, and stored JSON values (configs, summaries, manifest,
-vocoder status) replaced by arbitrary JSON. Whatever happens must be a DistillganError (one
-clear line) or success. Bounded: FUZZ_EXAMPLES examples (default 40, half for the JSON campaign;
-raise it locally for a longer campaign, e.g. FUZZ_EXAMPLES=2000).
+vocoder status) replaced by arbitrary JSON, and vocoder configs that pass validation however
+large (read under a bound on allocations: nothing is built before the stored shapes are checked).
+Whatever happens must be a DistillganError (one clear line) or success. Bounded: FUZZ_EXAMPLES
+examples (default 40, half for the JSON and config campaigns; raise it locally for a longer
+campaign, e.g. FUZZ_EXAMPLES=2000).
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from distillgan.errors import DistillganError
 from distillgan.generation import load_vae, vocoder_status
 from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
 from distillgan.modelfile import ModelLock, open_model, write_model
+from tests.address_space import address_space_limit
 from tests.cli.conftest import invoke
 from tests.robustness.harness import TINY_VOCODER, make_vae_model, write_short_corpus
 from tests.test_modelfile_fuzz import edit as byte_edit
-from tests.test_modelfile_fuzz import mutate
+from tests.test_modelfile_fuzz import mutate, vocoder_configs
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -169,3 +172,17 @@ def test_forged_json_values_never_crash_a_command(folders: tuple[Path, Path], da
             value = _replace(value, where, data.draw(json_values))
             f[section].attrs[key] = json.dumps(json.dumps(value) if nested else value)
     read_like_the_product(path, folders[1])
+
+
+@pytest.mark.timeout(300)
+@FUZZ_SLOW
+@given(cfg=vocoder_configs())
+def test_valid_but_huge_vocoder_configs_never_crash_a_command(
+    folders: tuple[Path, Path], cfg: dict[str, Any]
+) -> None:
+    path = fresh_path(folders[0])
+    path.write_bytes(product_model())
+    with h5py.File(path, "r+") as f:
+        f["vocoder"].attrs["config"] = json.dumps(json.dumps(cfg))  # JSON text, as the product stores it
+    with address_space_limit(2**30):
+        read_like_the_product(path, folders[1])

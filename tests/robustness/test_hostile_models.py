@@ -27,6 +27,7 @@ import torch
 
 from distillgan.generation import load_vae
 from distillgan.vocoders.hifigan import load_hifigan
+from tests.address_space import address_space_limit
 from tests.cli.conftest import CliResult, invoke
 from tests.robustness.harness import TINY_VOCODER, make_vae_model, write_recipe, write_short_corpus
 
@@ -263,6 +264,29 @@ CASES = [
         {GENERATE: "must be a list", RESUME: "'generator.upsample_rates' must be a list"},
     ),
     Case(
+        "vocoder config asking for 48 GB",
+        edit_json(
+            "vocoder",
+            "config",
+            lambda d: {**d, "upsample_initial_channel": 4096, "upsample_kernel_sizes": [1024] * 4},
+        ),
+        {GENERATE: "must be between"},
+    ),
+    Case(
+        "valid vocoder config of 222 MB over the tiny weights",
+        edit_json(
+            "vocoder",
+            "config",
+            lambda d: {
+                **d,
+                "upsample_initial_channel": 1024,
+                "resblock_kernel_sizes": [3, 7, 11],
+                "resblock_dilations": [[1, 3, 5]] * 3,
+            },
+        ),
+        {GENERATE: "does not match this network"},
+    ),
+    Case(
         "vocoder status and epochs forged",
         lambda f, p: (
             f["vocoder"].attrs.__setitem__("status", '"trusted"'),
@@ -370,7 +394,8 @@ def test_hostile_file_is_refused_or_harmless(base_model: Path, tmp_path: Path, c
         }
         for load in (load_vae, load_hifigan):
             try:
-                load(model)
+                with address_space_limit(128 * 2**20):  # torch's allocations, which tracemalloc misses
+                    load(model)
             except Exception as exc:  # only the product's own one-line errors
                 assert type(exc).__module__ == "distillgan.errors", repr(exc)
         peak = tracemalloc.get_traced_memory()[1]

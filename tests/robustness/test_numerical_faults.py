@@ -32,9 +32,11 @@ def test_non_finite_losses_stop_the_run_and_never_reach_the_file(
 
     real_augment = HiFiGANModule.augment
 
-    def poisoned(self: HiFiGANModule, audio: torch.Tensor, generator: Any) -> torch.Tensor:
-        out = real_augment(self, audio, generator)
-        return out * float("nan") if self.current_epoch >= POISONED_FROM_EPOCH else out
+    def poisoned(
+        self: HiFiGANModule, audio: torch.Tensor, generator: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out, gain = real_augment(self, audio, generator)
+        return (out * float("nan") if self.current_epoch >= POISONED_FROM_EPOCH else out), gain
 
     writes: list[dict[str, dict[str, torch.Tensor]]] = []
     real_write = model_file.write_model

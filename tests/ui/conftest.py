@@ -54,6 +54,7 @@ TINY_VOCODER = {
         "discriminator_channel_divisor": 16,
     },
     "train": {
+        "init": "scratch",  # a tiny generator: not the prior's shape
         "segment_samples": 2048,
         "batch_size": 2,
         "epochs": 4,

@@ -1,15 +1,21 @@
-"""`distillgan ui` as a user starts it: loopback only by default, stops cleanly on Ctrl+C."""
+"""`distillgan ui` as a user starts it: loopback only by default, a login for any other address,
+stops cleanly on Ctrl+C."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import shutil
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.ui.conftest import free_port
 
@@ -65,6 +71,51 @@ def test_ui_command_serves_on_loopback_and_stops_on_ctrl_c(tmp_path: Path) -> No
 def test_help_names_the_options() -> None:
     started = time.monotonic()
     out = subprocess.run([DISTILLGAN, "ui", "--help"], capture_output=True, text=True, check=True).stdout
-    for option in ("--host", "--port", "--models-dir", "--bigvgan-dir", "127.0.0.1"):
+    for option in ("--host", "--port", "--models-dir", "--bigvgan-dir", "127.0.0.1", "--auth", "--no-auth"):
         assert option in out
     assert time.monotonic() - started < 20  # no gradio or torch import for --help
+
+
+def test_an_address_other_than_loopback_needs_a_login(tmp_path: Path) -> None:
+    # 192.0.2.1 (TEST-NET-1) is nobody's address: nothing could be served there in any case
+    port = free_port()
+    done = subprocess.run(
+        [DISTILLGAN, "ui", "--host", "192.0.2.1", "--port", str(port), "--models-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "--auth USER:PASS" in done.stderr and "--no-auth" in done.stderr
+
+
+def test_auth_asks_every_visitor_for_the_password(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [DISTILLGAN, "ui", "--port", str(port), "--models-dir", str(tmp_path), "--auth", "alice:s3cret"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        banner = process.stdout.readline()  # type: ignore[union-attr]
+        assert banner.startswith(f"distillgan UI at {url}/"), banner
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}/config", timeout=30)
+        assert refused.value.code == 401
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        for password, status in (("guess", 400), ("s3cret", 200)):
+            form = urllib.parse.urlencode({"username": "alice", "password": password}).encode()
+            try:
+                status_got = browser.open(f"{url}/login", data=form, timeout=30).status
+            except urllib.error.HTTPError as error:
+                status_got = error.code
+            assert status_got == status
+        with browser.open(f"{url}/config", timeout=30) as response:
+            assert json.loads(response.read())["title"] == "distillgan"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -159,3 +160,28 @@ def test_a_failure_inside_training_is_shown(page, served, corpus, recipes) -> No
     expect(status).to_contain_text("Advanced → 'Corpus folder, if it moved'")  # what to do, in UI terms
     expect(page.locator("#vocoder-cancel")).to_be_disabled()
     assert not open_model(path).has("vocoder")
+
+
+def test_model_names_from_the_browser_are_names_never_paths(served, tmp_path: Path) -> None:
+    """A value typed into (or forged for) a model box reaches no file outside the models folder:
+    nothing is read, trained, generated or written there (handlers called as Gradio calls them)."""
+    from tests.vocoders.model_files import write_model_file
+
+    (tmp_path / "elsewhere").mkdir()
+    victim = write_model_file(tmp_path / "elsewhere" / "victim.distillgan", vocoder={})
+    before = victim.read_bytes()
+    train, generate = served.app.train, served.app.generate
+    stem = victim.with_suffix("")
+    for value in (str(stem), os.path.relpath(stem, served.models_dir)):
+        summary = train.on_select(value, {})[train.summary]
+        assert "is not a valid model name" in summary and "VAE" not in summary
+        for section in (train.vae, train.vocoder):
+            data = {component: "" for component in section.form.values()}
+            data |= {train.model: value, train.corpus_dir: "", train.new_name: "", train.seen: {}}
+            assert "is not a valid model name" in train.on_start(section, data)[section.message]
+        error = generate.on_generate(value, 1, 1.0, 44100, "16", "hifigan")[2]
+        assert "is not a valid model name" in error["value"]
+        assert generate.on_model(value, "hifigan")[1] == generate.on_model(None, "hifigan")[1]
+    assert victim.read_bytes() == before
+    assert sorted(p.name for p in victim.parent.iterdir()) == ["victim.distillgan", "victim.distillgan.lock"]
+    assert not (tmp_path / "generated").exists() and not list(tmp_path.glob("*.wav"))

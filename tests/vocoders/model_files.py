@@ -123,6 +123,7 @@ def vocoder_sections(
     cfg: HiFiGANConfig = TINY_HIFIGAN,
     seed: int = 0,
     output_gain: float = 0.1,
+    bigvgan_val_mel_l1: float | None = None,
 ) -> dict[str, Any]:
     """``output_gain`` scales the last conv: 0.1 gives a moderate level, large values drive the
     final tanh to full scale (a clipping vocoder)."""
@@ -134,6 +135,8 @@ def vocoder_sections(
     with torch.no_grad():
         module.generator.conv_post.parametrizations.weight.original0.mul_(output_gain)
     module.val_history = [] if val_mel_l1 is None else [val_mel_l1 + 1.0, val_mel_l1]
+    module.best_epoch = epochs if val_mel_l1 is not None else 0
+    module.bigvgan_val_mel_l1 = bigvgan_val_mel_l1
     progress = {
         "status": status,
         "epoch": epochs,

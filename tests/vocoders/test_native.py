@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,7 +204,70 @@ def test_the_build_is_cached_per_source_and_cpu(
     monkeypatch.setattr(native, "_cpu_identity", lambda compiler: "another CPU")
     third = native.build(folder)
     assert len({first, second, third}) == 3 and log.read_text().count("built") == 3
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (first, second, third))
+    # each library beside the SHA-256 recorded when it was built
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        name for p in (first, second, third) for name in (p.name, f"{p.name}.sha256")
+    )
+
+
+def shared_cache(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
+    """A fresh kernel cache under ``root`` ($XDG_CACHE_HOME), nothing loaded yet."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root))
+    native._load.cache_clear()
+    folder = root / "distillgan" / "kernels"
+    folder.mkdir(parents=True, mode=0o700)
+    return folder
+
+
+@pytest.mark.parametrize("writable", ["kernels", "cache"])
+def test_a_cache_other_users_can_write_to_is_not_used(
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_kernel_state: None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    writable: str,
+) -> None:
+    """What the cache holds is code this process runs: another user who can write there (e.g.
+    $XDG_CACHE_HOME under /tmp) could plant theirs. Such a cache falls back to torch, logged."""
+    needs_kernel()
+    folder = shared_cache(monkeypatch, tmp_path / "shared")
+    (folder if writable == "kernels" else tmp_path / "shared").chmod(0o777)
+    with caplog.at_level(logging.INFO, logger="distillgan.vocoders.native"):
+        assert native.resblock_kernel() is None
+    assert "is writable by other users" in native.status() and "writable by other users" in caplog.text
+    assert not list(folder.iterdir())
+
+
+def test_a_cache_of_another_user_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, fresh_kernel_state: None, tmp_path: Path
+) -> None:
+    if os.getuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    needs_kernel()
+    folder = shared_cache(monkeypatch, tmp_path / "shared")
+    os.chown(folder, 65534, 65534)  # nobody's
+    assert native.resblock_kernel() is None
+    assert "belongs to another user" in native.status()
+
+
+def test_a_library_changed_since_its_build_is_never_loaded(
+    fresh_kernel_state: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    needs_kernel()
+    folder = tmp_path / "kernels"
+    built = native.build(folder)
+    recorded = (folder / f"{built.name}.sha256").read_text().strip()
+    assert recorded == hashlib.sha256(built.read_bytes()).hexdigest()
+    planted = built.read_bytes() + b"planted"
+    built.write_bytes(planted)
+    with caplog.at_level(logging.WARNING, logger="distillgan.vocoders.native"):
+        again = native.build(folder)  # built anew, not loaded as found
+    assert "does not match the SHA-256 recorded" in caplog.text
+    assert again.read_bytes() != planted
+    assert (folder / f"{again.name}.sha256").read_text().strip() == hashlib.sha256(
+        again.read_bytes()
+    ).hexdigest()
+    native.ResblockKernel(again)
 
 
 def test_a_cc_that_is_not_a_command_is_named(

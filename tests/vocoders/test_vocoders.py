@@ -20,6 +20,7 @@ import torch
 
 from distillgan.errors import ModelFileError, VocoderUnavailableError
 from distillgan.mel import HOP_LENGTH, SAMPLE_RATE
+from distillgan.modelfile import ModelLock, Section, write_model
 from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
 from distillgan.networks.hifigan import Generator, HiFiGANConfig
 from distillgan.vocoders import bigvgan as bigvgan_vocoder
@@ -35,6 +36,8 @@ from distillgan.vocoders.hifigan import (
     load_hifigan,
     read_vocoder_info,
 )
+from distillgan.vocoders.prior import read_starting_weights
+from tests.address_space import address_space_limit
 from tests.vocoders.model_files import (
     NARROW_HIFIGAN,
     TINY_HIFIGAN,
@@ -325,23 +328,60 @@ def test_weights_not_matching_the_config_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "epochs", "error", "ready", "warned"),
+    "load",
+    [load_hifigan, lambda path: read_starting_weights(path, "model m")],
+    ids=["vocoding", "fine-tuning from it"],
+)
+def test_a_config_that_does_not_fit_the_weights_is_refused_before_anything_is_built(
+    tmp_path: Path, load: Callable[[Path], object]
+) -> None:
+    # a valid config of 55 M parameters (222 MB) over the tiny weights: the shapes it implies are
+    # compared with the stored ones before a single weight is allocated
+    path = write_model_file(tmp_path / "m.distillgan", vocoder={})
+    set_attr(path, "config", json.dumps({**HiFiGANConfig().__dict__, "upsample_initial_channel": 1024}))
+    with address_space_limit(64 * 2**20), pytest.raises(ModelFileError, match="does not match this network"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    ("divisor", "message"),
+    [(0, "discriminator_channel_divisor' must be between"), (16, "does not match this network")],
+)
+def test_stored_discriminators_are_checked_against_their_config_before_anything_is_built(
+    tmp_path: Path, divisor: int, message: str
+) -> None:
+    path = write_model_file(tmp_path / "m.distillgan", vocoder={})
+    stored = Section(attrs={"discriminator_channel_divisor": divisor}, tensors={"conv.weight": torch.ones(3)})
+    with ModelLock(path, owner="test") as lock:
+        write_model(path, {"vocoder_discriminators": stored}, lock=lock)
+    with pytest.raises(ModelFileError, match=message):
+        read_starting_weights(path, "model m")
+
+
+@pytest.mark.parametrize(
+    ("status", "epochs", "error", "bigvgan", "ready", "warned"),
     [
-        ("complete", 40, 0.3, True, False),  # finished and good
-        ("complete", 1, 3.8, True, True),  # finished as asked, but barely trained: used, with a warning
-        ("partial", 12, GOOD_MEL_L1, True, False),  # stopped early but already good
-        ("partial", 5, 1.7, False, True),  # a cancelled few-epoch checkpoint
-        ("partial", 5, None, False, True),  # no held-out measurement at all
-        ("complete", 8, None, True, True),
+        ("complete", 40, 0.3, None, True, False),  # finished and good
+        ("complete", 1, 3.8, None, False, True),  # finished as asked, but barely trained: auto skips it
+        ("partial", 12, GOOD_MEL_L1, None, True, False),  # stopped early but already good
+        ("partial", 5, 1.7, None, False, True),  # a cancelled few-epoch checkpoint
+        ("partial", 5, None, None, False, True),  # no held-out measurement at all
+        ("complete", 8, None, None, False, True),
+        ("complete", 12, 0.7, 0.9, True, False),  # beats BigVGAN on its held-out clips
+        ("complete", 12, 0.3, 0.25, False, True),  # good, but BigVGAN renders the clips better
     ],
 )
-def test_readiness(status: str, epochs: int, error: float | None, ready: bool, warned: bool) -> None:
-    info = HiFiGANInfo(status, epochs, 40, 100, error, error)
+def test_readiness(
+    status: str, epochs: int, error: float | None, bigvgan: float | None, ready: bool, warned: bool
+) -> None:
+    info = HiFiGANInfo(status, epochs, 40, 100, error, epochs, bigvgan, None, "prior")
     assert info.ready is ready
     assert (info.warning is not None) is warned
-    if warned:
+    if warned and bigvgan is None:
         noun = "epoch" if epochs == 1 else "epochs"
         assert info.warning == f"Trained for {epochs} {noun} — quality may be limited"
+    elif warned:
+        assert info.warning.startswith("BigVGAN-v2 renders this model's held-out clips better")
 
 
 def test_read_vocoder_info_from_a_file(tmp_path: Path) -> None:
@@ -350,5 +390,5 @@ def test_read_vocoder_info_from_a_file(tmp_path: Path) -> None:
         vocoder={"status": "partial", "epochs": 5, "total_epochs": 50, "val_mel_l1": 1.25},
     )
     info = read_vocoder_info(path)
-    assert info == HiFiGANInfo("partial", 5, 50, 50, 1.25, 1.25)
+    assert info == HiFiGANInfo("partial", 5, 50, 50, 1.25, 5, None, None, "scratch")
     assert not info.ready

@@ -48,7 +48,8 @@ class ModelFileCheckpointIO(CheckpointIO):
         _assert_finite(sections)
         if self.lock is None:
             raise RuntimeError("ModelFileCheckpointIO needs the model's writer lock")
-        write_model(Path(path), sections, lock=self.lock, create=True)
+        replace_damaged = bool(options.get("replace_damaged"))
+        write_model(Path(path), sections, lock=self.lock, create=True, replace_damaged=replace_damaged)
 
     def load_checkpoint(
         self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
@@ -88,6 +89,8 @@ class ModelFileCheckpoint(Checkpoint):
         owner: who holds the lock, shown to anyone refused.
         extra_sections: more sections written with the first save (e.g. the corpus manifest;
             None deletes a section).
+        replace_damaged: the first save may replace a model file whose bytes are no readable
+            model (a fresh run of the first stage; see ``write_model``).
         listener: receives a ``checkpoint`` :class:`~distillgan.progress.ProgressEvent` per save.
 
     Saves at once when training is asked to stop mid-epoch (``trainer.should_stop``, e.g.
@@ -110,6 +113,7 @@ class ModelFileCheckpoint(Checkpoint):
         lock: ModelLock | None = None,
         owner: str = "distillgan training",
         extra_sections: dict[str, Section | None] | None = None,
+        replace_damaged: bool = False,
         listener: ProgressListener | None = None,
     ) -> None:
         self.model_path = Path(model_path)
@@ -119,6 +123,7 @@ class ModelFileCheckpoint(Checkpoint):
         self.lock = lock
         self.owner = owner
         self.extra_sections = dict(extra_sections or {})
+        self.replace_damaged = replace_damaged
         self.listener = listener
         self._own_lock = False
         self._stopped = False
@@ -163,10 +168,10 @@ class ModelFileCheckpoint(Checkpoint):
         if trainer.is_global_zero:
             sections = {**self.extra_sections, **pl_module.model_file_sections(progress)}  # type: ignore[operator]
         drop = status == "complete" and not self.keep_checkpoint
-        trainer.save_checkpoint(
-            self.model_path, storage_options={"sections": sections, "drop_checkpoint": drop}
-        )
+        options = {"sections": sections, "drop_checkpoint": drop, "replace_damaged": self.replace_damaged}
+        trainer.save_checkpoint(self.model_path, storage_options=options)
         self.extra_sections = {}  # written once; later writes copy them from the file
+        self.replace_damaged = False  # only the first save replaces what was there
         self.last_saved = progress
         if self.listener is not None and trainer.is_global_zero:
             self.listener(

@@ -107,6 +107,8 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
     """Corpus summary, VAE config and training summary, vocoder status."""
     from rich.markup import escape
 
+    from distillgan.errors import DistillganError
+    from distillgan.generation import vocoder_status
     from distillgan.modelfile import open_model, resolve_model
 
     path = resolve_model(name, models_dir)
@@ -146,6 +148,11 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         }
     if reader.has("vocoder_checkpoint"):
         info["vocoder_checkpoint"] = True
+    try:
+        status = vocoder_status(path)
+        info["auto_vocoder"] = {"choice": status.auto_choice, "reason": status.auto_reason}
+    except DistillganError as error:
+        info["auto_vocoder"] = {"choice": "bigvgan", "reason": str(error)}
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
@@ -179,5 +186,18 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
                 f"{v.get('steps', '?')} steps, held-out mel error best {_fmt_metric(v.get('val_mel_l1_best'))} last {_fmt_metric(v.get('val_mel_l1_last'))}"
             )
         )
+        held = v.get("held_out_files")
+        console.print(
+            escape(
+                f"  started from {v.get('started_from', 'scratch')}; keeps epoch {v.get('best_epoch', '?')} (best held-out); "
+                + (
+                    f"held out: {', '.join(map(str, held))}"
+                    if isinstance(held, list) and held
+                    else "held-out clips come from the training files (too few files to hold whole ones out)"
+                )
+            )
+        )
     else:
         console.print(escape("vocoder: none yet (train one: distillgan train vocoder " + info["name"] + ")"))
+    auto = info["auto_vocoder"]
+    console.print(escape(f"auto vocoder: {auto['choice']} — {auto['reason']}"))

@@ -222,6 +222,20 @@ def _resume_decision(
 @click.option(
     "--fresh", "resume_flag", flag_value="fresh", help="Start over, discarding the saved training state."
 )
+@click.option(
+    "--init",
+    default=None,
+    metavar="prior|scratch|MODEL",
+    help="Where the generator starts: the shipped universal prior (the recipe's default), "
+    "scratch, or another model's vocoder.",
+)
+@click.option(
+    "--bigvgan-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder with BigVGAN-v2's files, to score it on the held-out clips at the end "
+    "(default: $DISTILLGAN_BIGVGAN_DIR, else the Hugging Face cache; never downloads).",
+)
 @click.option("--yes", is_flag=True, help="Answer yes to replacing an existing trained vocoder.")
 @click.option(
     "--recipe",
@@ -251,6 +265,8 @@ def train_vocoder_command(
     audio_dir: Path | None,
     accept_corpus_changes: bool,
     resume_flag: str | None,
+    init: str | None,
+    bigvgan_dir: Path | None,
     yes: bool,
     recipe: str,
     config_file: Path | None,
@@ -316,6 +332,7 @@ def train_vocoder_command(
             ("warmup_steps", warmup_steps),
             ("keep_checkpoint", keep_checkpoint),
             ("precision", precision),
+            ("init", init),
         ):
             if value is not None:
                 overrides["train"][key] = value
@@ -362,6 +379,7 @@ def train_vocoder_command(
                     options=options,
                     resume=resume,
                     epochs=epochs,
+                    bigvgan_dir=bigvgan_dir,
                 )
         finally:
             os.environ.pop(_DECISION_ENV, None)

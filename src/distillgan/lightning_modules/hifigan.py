@@ -29,6 +29,7 @@ the mel target, STFT and losses stay float32 under any autocast.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,9 +45,16 @@ from torch.nn.utils import parametrize
 
 from distillgan import config as cfg_lib
 from distillgan.config import in_range, require
-from distillgan.data import CropDataModule, RandomCropLoader, hold_out
-from distillgan.errors import TrainingError
-from distillgan.mel import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
+from distillgan.data import (
+    HOLD_OUT_FILES_FROM,
+    CropDataModule,
+    RandomCropLoader,
+    fit_length,
+    hold_out,
+    hold_out_files,
+)
+from distillgan.errors import ConfigError, ModelFileError, TrainingError
+from distillgan.mel import HOP_LENGTH, LOG_CLAMP, SAMPLE_RATE, log_mel_spectrogram
 from distillgan.modelfile import Section
 from distillgan.networks.hifigan import (
     Discriminators,
@@ -56,6 +64,8 @@ from distillgan.networks.hifigan import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
+from distillgan.networks.vae import MelVAE, reconstruct
+from distillgan.vocoders.prior import StartingWeights, weight_normed
 
 
 @dataclass
@@ -69,12 +79,24 @@ class VocoderTrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
     weight_decay: float = 0.01
     lr_decay_per_step: float = 0.99999  # exponential decay per generator step
+    # where the generator starts: "prior" (the shipped universal prior), "scratch", or a
+    # model's name or path (its vocoder)
+    init: str = "scratch"
     epochs: int = 0  # 0: adapt to the corpus size (see distillgan.training)
+    # generator steps per epoch; 0: about the training audio's duration once. A fixed number
+    # makes the run a budget that does not grow with the corpus.
+    steps_per_epoch: int = 0
     warmup_steps: int = 0  # generator-only reconstruction steps before the adversarial phase
     warmup_stft_weight: float = 1.0
+    # multi-resolution STFT loss in the adversarial phase too (0 = the paper's losses only): it
+    # sees levels and low frequencies that the mel's slaney filterbank weighs little
+    stft_weight: float = 0.0
     # the mel filterbank gives 0 Hz no weight, so mel L1 cannot see a DC offset: this term
     # matches each generated crop's mean to the real crop's (both phases; 0 disables it)
     dc_weight: float = 0.0
+    # share of each batch whose generator input is the VAE's reconstruction of the crop's mel
+    # (the target stays the real crop): the vocoder learns the mels it renders at generation
+    vae_aware_fraction: float = 0.0
     mel_weight: float = 45.0
     feature_matching_weight: float = 2.0
     # augmentation against discriminator over-fitting on tiny corpora
@@ -107,6 +129,10 @@ class VocoderTrainConfig:
         in_range("train.weight_decay", self.weight_decay, 0.0, 1.0)
         in_range("train.lr_decay_per_step", self.lr_decay_per_step, 0.9, 1.0)
         in_range("train.epochs", self.epochs, 0, 1_000_000)
+        in_range("train.steps_per_epoch", self.steps_per_epoch, 0, 10_000_000)
+        require(bool(self.init.strip()), "config key 'train.init' must be prior, scratch or a model name")
+        in_range("train.stft_weight", self.stft_weight, 0.0, 1e4)
+        in_range("train.vae_aware_fraction", self.vae_aware_fraction, 0.0, 1.0)
         in_range("train.warmup_steps", self.warmup_steps, 0, 10_000_000)
         in_range("train.gain_db", self.gain_db, 0.0, 24.0)
         in_range("train.d_input_noise", self.d_input_noise, 0.0, 0.1)
@@ -161,26 +187,53 @@ class VocoderDataModule(CropDataModule):
         audio: mono 44.1 kHz float arrays or tensors, one per file (e.g.
             ``[f.audio for f in distillgan.audio.load_corpus(folder).files]``).
         cfg: the training half of a :class:`VocoderConfig` (crop length, batch size, seed,
-            held-out clips).
+            held-out clips, steps per epoch).
+        names: the files' names, to say which were held out.
+        vae: the model's VAE, for VAE-aware batches (``cfg.vae_aware_fraction``): each training
+            file's mel is reconstructed through it once, and batches come with those frames.
 
-    ``cfg.val_clips`` clips of ``cfg.val_clip_seconds`` are cut off the ends of the longest
-    files and never trained on: they give the held-out mel error each epoch and the audio
-    previews (the same clips every time). An epoch is a fixed number of batches that sees
-    about the training audio's total duration once (per process under DDP) and is never
-    empty, however small the corpus. The crops of every batch depend only on the seed, the
-    rank and the batch's index, and the loader's position is part of Lightning's checkpoint,
-    so a run resumed mid-epoch sees exactly the batches it would have seen.
+    Held-out audio is never trained on: it gives the held-out mel error each epoch and the
+    audio previews (the same ``cfg.val_clips`` clips of ``cfg.val_clip_seconds`` every time).
+    A corpus of at least ``HOLD_OUT_FILES_FROM`` files holds whole files out (unseen audio,
+    named in ``held_out_files``); a smaller one cuts the clips off the ends of its longest
+    files (``held_out_files`` is empty: the figure comes from the training files). An epoch
+    is ``cfg.steps_per_epoch`` batches, or (0) about the training audio's total duration once
+    across all processes, and is never empty. The crops of every batch depend only on the
+    seed, the rank and the batch's index, and the loader's position is part of Lightning's
+    checkpoint, so a run resumed mid-epoch sees exactly the batches it would have seen.
     """
 
-    def __init__(self, audio: Sequence[Any], cfg: VocoderTrainConfig) -> None:
+    def __init__(
+        self,
+        audio: Sequence[Any],
+        cfg: VocoderTrainConfig,
+        names: Sequence[str] | None = None,
+        vae: MelVAE | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         sequences = [torch.as_tensor(np.asarray(a), dtype=torch.float32).flatten() for a in audio]
         if not sequences:
             raise ValueError("VocoderDataModule needs at least one sound")
-        self.train_audio, self.val_audio = hold_out(
-            sequences, cfg.val_clip_samples, cfg.val_clips, cfg.segment_samples
-        )
+        names = list(names) if names is not None else [f"file {i + 1}" for i in range(len(sequences))]
+        self.held_out_files: list[str] = []
+        if len(sequences) >= HOLD_OUT_FILES_FROM:
+            self.train_audio, self.val_audio, held = hold_out_files(
+                sequences, cfg.val_clip_samples, cfg.val_clips
+            )
+            self.held_out_files = [names[i] for i in held]
+        else:
+            self.train_audio, self.val_audio = hold_out(
+                sequences, cfg.val_clip_samples, cfg.val_clips, cfg.segment_samples
+            )
+        self.vae_frames: list[torch.Tensor] | None = None
+        if vae is not None and cfg.vae_aware_fraction > 0:
+            # whole frames, at least one crop long: the loader crops audio and frames together
+            self.train_audio = [
+                fit_length(a, max(cfg.segment_samples, a.shape[-1] // HOP_LENGTH * HOP_LENGTH))
+                for a in self.train_audio
+            ]
+            self.vae_frames = [reconstruct(vae, log_mel_spectrogram(a)) for a in self.train_audio]
 
     def setup(self, stage: str) -> None:
         if self.train_loader is not None:
@@ -193,6 +246,9 @@ class VocoderDataModule(CropDataModule):
             seed=self.cfg.seed,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            batches_per_epoch=self.cfg.steps_per_epoch or None,
+            frames=self.vae_frames,
+            hop=HOP_LENGTH if self.vae_frames is not None else 1,
         )
         if trainer is not None and _fits_on(trainer.strategy.root_device, loader.buffer.numel() * 4):
             loader.to(trainer.strategy.root_device)
@@ -243,23 +299,55 @@ class HiFiGANModule(L.LightningModule):
     :class:`~distillgan.callbacks.ModelFileCheckpoint` writes as the model's ``/vocoder``.
     """
 
-    def __init__(self, cfg: VocoderConfig | None = None, *, total_epochs: int = 1) -> None:
+    def __init__(
+        self, cfg: VocoderConfig | None = None, *, total_epochs: int = 1, start: StartingWeights | None = None
+    ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg = cfg or VocoderConfig()
         self.total_epochs = total_epochs
         self.generator = Generator(cfg.generator)
         self.discriminators = Discriminators(cfg.generator)
+        self.started_from = "scratch"
+        if start is not None:
+            self._adopt(start)
         self.save_hyperparameters({"config": cfg_lib.to_dict(cfg), "total_epochs": total_epochs})
         self.steps_trained = 0  # generator steps (warm-up included), the user's "steps"
         self.nonfinite_skipped = 0
         self.val_history: list[float] = []
+        # the held-out-best epoch's generator (folded, CPU): what the model file's /vocoder holds
+        self.best_epoch = 0
+        self.best_generator: dict[str, torch.Tensor] | None = None
+        self.held_out_files: list[str] = []
+        self.bigvgan_val_mel_l1: float | None = None  # BigVGAN-v2 on the same clips (BigVGANScore)
         self.last_validation_audio: torch.Tensor | None = None  # (clips, samples) on CPU, for previews
         self._stft_loss: torch.nn.Module | None = None
         self._consecutive_bad: torch.Tensor | None = None
         self._total_bad: torch.Tensor | None = None
         self._skipped_before = 0  # non-finite steps counted before a resume
+        self._scaler_skipped_before = 0  # GradScaler overflow skips counted before a resume
         self._validating_this_epoch = True
+
+    def _adopt(self, start: StartingWeights) -> None:
+        """Start from another generator (and its discriminators when they have this run's width)."""
+        shape = {**cfg_lib.to_dict(self.cfg.generator), "discriminator_channel_divisor": 0}
+        theirs = {**cfg_lib.to_dict(start.generator_config), "discriminator_channel_divisor": 0}
+        if shape != theirs:
+            raise ConfigError(
+                f"cannot start from the {start.source}: its generator has another shape than this recipe's "
+                "(start from scratch instead)"
+            )
+        self.generator.load_state_dict(weight_normed(start.generator, start.generator_config))
+        if (
+            start.discriminators is not None
+            and start.discriminator_divisor == self.cfg.generator.discriminator_channel_divisor
+        ):
+            self.discriminators.load_state_dict(start.discriminators)
+        self.started_from = start.source
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self.held_out_files = list(getattr(datamodule, "held_out_files", []))
 
     # ---------------------------------------------------------------- optimizers
 
@@ -284,8 +372,11 @@ class HiFiGANModule(L.LightningModule):
         dev = cpu if self.device.type == "cpu" else torch.Generator(device=self.device).manual_seed(seed)
         return cpu, dev
 
-    def augment(self, audio: torch.Tensor, cpu_gen: torch.Generator) -> torch.Tensor:
-        """Random gain (± ``gain_db``) and polarity per example, then peaks kept inside [-1, 1]."""
+    def augment(self, audio: torch.Tensor, cpu_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random gain (± ``gain_db``) and polarity per example, then peaks kept inside [-1, 1].
+
+        Returns the audio and each example's overall gain (B, 1), which shifts its log-mel by log(gain).
+        """
         t = self.cfg.train
         batch = audio.shape[0]
         gain_db = (torch.rand(batch, generator=cpu_gen) * 2 - 1) * t.gain_db
@@ -295,7 +386,7 @@ class HiFiGANModule(L.LightningModule):
         audio = audio * scale.to(audio.device, audio.dtype)[:, None]
         # the generator ends in tanh: boosted examples must stay reachable
         peak = audio.abs().amax(dim=1, keepdim=True).clamp(min=1.0)
-        return audio / peak
+        return audio / peak, scale.abs().to(audio.device, audio.dtype)[:, None] / peak
 
     def _d_noise(self, x: torch.Tensor, dev_gen: torch.Generator) -> torch.Tensor:
         sigma = self.cfg.train.d_input_noise
@@ -308,18 +399,23 @@ class HiFiGANModule(L.LightningModule):
 
         The fused AdamW skips a step whose ``found_inf`` is set (weights, moments and step
         count stay as they were), so nothing non-finite reaches the weights and no host sync
-        is needed. Under 16-mixed the GradScaler sets ``found_inf`` itself; the flag then
-        only counts.
+        is needed. Under 16-mixed the GradScaler sets ``found_inf`` itself: gradients that are
+        non-finite while the loss is finite are then its scaled fp16 gradients overflowing, a
+        routine skip that lowers its scale, not a broken step. Returns ``[non-finite loss or
+        gradients, overflow]`` (see ``_count_bad``).
         """
         # explicit float32: "bf16-true" / "64-true" precision change the default dtype
-        flag = (~torch.isfinite(loss.detach())).to(torch.float32)
+        loss_bad = (~torch.isfinite(loss.detach())).to(torch.float32)
+        grads_bad = torch.zeros_like(loss_bad)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if grads:
-            one = torch.ones((), device=flag.device, dtype=torch.float32)
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, one)
-        if not self._uses_grad_scaler():
-            optimizer.optimizer.found_inf = flag
-        return flag
+            one = torch.ones((), device=loss_bad.device, dtype=torch.float32)
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, grads_bad, one)
+        if self._uses_grad_scaler():
+            return torch.stack([loss_bad, grads_bad])
+        bad = torch.maximum(loss_bad, grads_bad)
+        optimizer.optimizer.found_inf = bad
+        return torch.stack([bad, torch.zeros_like(bad)])
 
     def _weight_dtype(self) -> torch.dtype:
         # float32 except under "bf16-true" / "64-true" precision (autocast handles the mixed ones)
@@ -333,10 +429,17 @@ class HiFiGANModule(L.LightningModule):
         sched_g, sched_d = self.lr_schedulers()  # type: ignore[misc]
         t = self.cfg.train
         cpu_gen, dev_gen = self._random_sources(self.steps_trained)
-        real = self.augment(batch, cpu_gen)
+        batch, vae_mel = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        real, gain = self.augment(batch, cpu_gen)
         mel = log_mel_spectrogram(real)  # float32 even under autocast
         real = real.unsqueeze(1)
-        fake = self.generator(mel.to(self._weight_dtype()))
+        given = mel
+        if vae_mel is not None:
+            # the first examples get the VAE's version of their mel, at the example's gain
+            k = round(t.vae_aware_fraction * len(mel))
+            shifted = (vae_mel[:k] + gain[:k, :, None].log()).clamp(min=math.log(LOG_CLAMP))
+            given = torch.cat([shifted, mel[k:]])
+        fake = self.generator(given.to(self._weight_dtype()))
         mel_l1 = F.l1_loss(log_mel_spectrogram(fake.squeeze(1)), mel)
         dc = (fake.float().mean(dim=-1) - real.float().mean(dim=-1)).abs().mean()
 
@@ -370,6 +473,9 @@ class HiFiGANModule(L.LightningModule):
                 adv = generator_adversarial_loss(fake_logits)
                 fm = feature_matching_loss(real_features, fake_features)
                 g_loss = adv + t.feature_matching_weight * fm + t.mel_weight * mel_l1 + t.dc_weight * dc
+                if t.stft_weight:
+                    stft = self.stft_loss(fake, real)
+                    g_loss = g_loss + t.stft_weight * stft
                 opt_g.zero_grad(set_to_none=True)
                 self.manual_backward(g_loss)
             bad = torch.maximum(bad_d, self._guard(opt_g, g_loss))
@@ -379,6 +485,8 @@ class HiFiGANModule(L.LightningModule):
             metrics = {"train/g_loss": g_loss, "train/d_loss": d_loss, "train/adv": adv, "train/fm": fm}
             metrics["train/mel_l1"] = mel_l1
             metrics["train/dc"] = dc
+            if t.stft_weight:
+                metrics["train/stft"] = stft
         self._count_bad(bad)
         self.log_dict({k: v.detach() for k, v in metrics.items()}, prog_bar=True)
         self.log("lr", sched_g.get_last_lr()[0], prog_bar=True)
@@ -397,19 +505,27 @@ class HiFiGANModule(L.LightningModule):
 
     # ---------------------------------------------------------------- non-finite steps
 
-    def _count_bad(self, flag: torch.Tensor) -> None:
+    def _count_bad(self, flags: torch.Tensor) -> None:
+        """Count a step from its ``_guard`` flags (the maximum over its optimizers): non-finite, or
+        else skipped by the GradScaler. Only non-finite steps make a streak that stops training."""
+        bad, overflow = flags[0], flags[1] * (1 - flags[0])
         if self._consecutive_bad is None or self._total_bad is None:
-            self._consecutive_bad = torch.zeros((), device=flag.device, dtype=torch.float32)
-            self._total_bad = torch.zeros((), device=flag.device, dtype=torch.float32)
-        self._consecutive_bad = (self._consecutive_bad + flag) * flag
-        self._total_bad = self._total_bad + flag
+            self._consecutive_bad = torch.zeros((), device=flags.device, dtype=torch.float32)
+            # [non-finite, overflow] steps
+            self._total_bad = torch.zeros(2, device=flags.device, dtype=torch.float32)
+        self._consecutive_bad = (self._consecutive_bad + bad) * bad
+        self._total_bad = self._total_bad + torch.stack([bad, overflow])
 
     def _sync_nonfinite(self) -> int:
         """Read the on-device counters (a host sync): updates ``nonfinite_skipped``, returns the streak."""
         if self._consecutive_bad is None or self._total_bad is None:
             return 0
-        self.nonfinite_skipped = self._skipped_before + int(self._total_bad)
+        self.nonfinite_skipped = self._skipped_before + int(self._total_bad[0])
         return int(self._consecutive_bad)
+
+    def _scaler_skipped(self) -> int:
+        counted = 0 if self._total_bad is None else int(self._total_bad[1])
+        return self._scaler_skipped_before + counted
 
     def _check_nonfinite(self) -> None:
         streak = self._sync_nonfinite()
@@ -453,6 +569,11 @@ class HiFiGANModule(L.LightningModule):
         value = self.trainer.callback_metrics.get("val/mel_l1")
         if self._validating_this_epoch and value is not None and not self.trainer.sanity_checking:
             self.val_history.append(float(value))
+            if self.best_generator is None or float(value) <= min(self.val_history):
+                self.best_epoch = self.current_epoch + 1
+                self.best_generator = {
+                    k: v.float().cpu() for k, v in self.generator.inference_state_dict().items()
+                }
 
     # ---------------------------------------------------------------- state
 
@@ -462,6 +583,10 @@ class HiFiGANModule(L.LightningModule):
             "steps_trained": self.steps_trained,
             "nonfinite_skipped": self.nonfinite_skipped,
             "val_history": list(self.val_history),
+            "grad_scaler_skipped": self._scaler_skipped(),
+            "started_from": self.started_from,
+            "best_epoch": self.best_epoch,
+            "best_generator": self.best_generator,
             "rng": {
                 "python": random.getstate(),
                 "numpy": np.random.get_state(),
@@ -471,10 +596,18 @@ class HiFiGANModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_discriminators_fit(checkpoint.get("state_dict", {}))
         state = checkpoint.get("distillgan", {})
         self.steps_trained = int(state.get("steps_trained", 0))
         self.nonfinite_skipped = self._skipped_before = int(state.get("nonfinite_skipped", 0))
+        self._scaler_skipped_before = int(state.get("grad_scaler_skipped", 0))
         self.val_history = [float(v) for v in state.get("val_history", [])]
+        self.started_from = str(state.get("started_from", "scratch"))
+        self.best_epoch = int(state.get("best_epoch", 0))
+        best = state.get("best_generator")
+        expected = {k: v.shape for k, v in self.generator.inference_state_dict().items()}
+        if isinstance(best, dict) and {k: getattr(v, "shape", None) for k, v in best.items()} == expected:
+            self.best_generator = {k: v.float().cpu() for k, v in best.items()}
         rng = state.get("rng", {})
         if "python" in rng:
             random.setstate(rng["python"])
@@ -485,9 +618,24 @@ class HiFiGANModule(L.LightningModule):
         if rng.get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
 
+    def _check_discriminators_fit(self, state: dict[str, Any]) -> None:
+        """A training state saved by an older distillgan (MelGAN's MSD) cannot be resumed."""
+        mine = {k: tuple(v.shape) for k, v in self.discriminators.state_dict().items()}
+        saved = {
+            k[len("discriminators.") :]: tuple(getattr(v, "shape", ()))
+            for k, v in state.items()
+            if k.startswith("discriminators.")
+        }
+        if saved and saved != mine:
+            raise ModelFileError(
+                "the saved training state's discriminators do not fit this version's (HiFi-GAN's own MSD "
+                "replaced MelGAN's): it cannot be resumed, but the trained vocoder stays usable; "
+                "start a new run with --fresh"
+            )
+
     def model_file_sections(self, progress: dict[str, Any]) -> dict[str, Section]:
-        """The inference generator (weight norm folded) and its training summary."""
-        weights = self.generator.inference_state_dict()
+        """The held-out-best epoch's inference generator (weight norm folded) and the training summary."""
+        weights = self.best_generator or self.generator.inference_state_dict()
         history = self.val_history
         attrs = {
             "type": "hifigan_v2",
@@ -502,7 +650,13 @@ class HiFiGANModule(L.LightningModule):
             "val_mel_l1_best": min(history) if history else None,
             "val_mel_l1_last": history[-1] if history else None,
             "val_mel_l1_history": history[-1000:],
+            "best_epoch": self.best_epoch,
+            "bigvgan_val_mel_l1": self.bigvgan_val_mel_l1,
+            "held_out_files": self.held_out_files,
+            "started_from": self.started_from,
             "nonfinite_skipped": self.nonfinite_skipped,
+            # steps the GradScaler skipped (16-mixed) since this run started or resumed
+            "grad_scaler_skipped": self._scaler_skipped(),
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         return {

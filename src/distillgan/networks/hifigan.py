@@ -25,6 +25,16 @@ from torch.nn.utils import parametrizations, parametrize
 from distillgan.config import in_range, require
 from distillgan.mel import HOP_LENGTH, N_MELS
 
+# Bounds on a generator config, which may come from an untrusted model file: loading must never
+# be asked for gigabytes. 64 M parameters (256 MB of float32) is 4.5x HiFi-GAN V1 (14 M) and 66x
+# the V2 default (0.97 M); 1024 initial channels is twice V1's width; an upsampling kernel is
+# twice its rate in the published recipes (at most 16), and 64 leaves room for rate-32 stages;
+# resblock kernels are 3, 7 and 11 in every published version, 31 leaves room to experiment.
+MAX_GENERATOR_PARAMETERS = 64_000_000
+MAX_INITIAL_CHANNELS = 1024
+MAX_UPSAMPLE_KERNEL = 64
+MAX_RESBLOCK_KERNEL = 31
+
 # Slope of every leaky ReLU between convolutions, as in the paper.
 LRELU_SLOPE = 0.1
 
@@ -34,9 +44,16 @@ MEL_LOSS_WEIGHT = 45.0
 
 # Published channel widths of the discriminators' convolutions (before the post conv).
 MPD_CHANNELS = (32, 128, 512, 1024, 1024)
-MSD_CHANNELS = (16, 64, 256, 1024, 1024, 1024)
-# Groups of the MSD's strided convolutions (MelGAN layout: 4 input channels per group).
-MSD_GROUPS = (4, 16, 64, 256)
+# HiFi-GAN's own scale discriminator (not MelGAN's): (out channels, kernel, stride, groups) per conv.
+MSD_LAYERS = (
+    (128, 15, 1, 1),
+    (128, 41, 2, 4),
+    (256, 41, 2, 16),
+    (512, 41, 4, 16),
+    (1024, 41, 4, 16),
+    (1024, 41, 1, 16),
+    (1024, 5, 1, 1),
+)
 
 
 @dataclass
@@ -74,7 +91,7 @@ class HiFiGANConfig:
             "config key 'upsample_kernel_sizes' must have one entry per upsample rate",
         )
         for rate, kernel in zip(self.upsample_rates, self.upsample_kernel_sizes, strict=True):
-            in_range("upsample_kernel_sizes[]", kernel, 1, 1024)
+            in_range("upsample_kernel_sizes[]", kernel, 1, MAX_UPSAMPLE_KERNEL)
             # kernel - rate even and >= 0 makes each stage output exactly rate × its input length
             require(
                 kernel >= rate and (kernel - rate) % 2 == 0,
@@ -82,7 +99,7 @@ class HiFiGANConfig:
                 "and differ from it by an even number",
             )
         stages = len(self.upsample_rates)
-        in_range("upsample_initial_channel", self.upsample_initial_channel, 1, 4096)
+        in_range("upsample_initial_channel", self.upsample_initial_channel, 1, MAX_INITIAL_CHANNELS)
         require(
             self.upsample_initial_channel % 2**stages == 0,
             f"config key 'upsample_initial_channel' must be divisible by {2**stages} "
@@ -93,7 +110,7 @@ class HiFiGANConfig:
             "config key 'resblock_kernel_sizes' must list 1 to 8 kernels",
         )
         for kernel in self.resblock_kernel_sizes:
-            in_range("resblock_kernel_sizes[]", kernel, 1, 63)
+            in_range("resblock_kernel_sizes[]", kernel, 1, MAX_RESBLOCK_KERNEL)
             require(kernel % 2 == 1, f"config key 'resblock_kernel_sizes' entry {kernel} must be odd")
         require(
             len(self.resblock_dilations) == len(self.resblock_kernel_sizes),
@@ -105,16 +122,41 @@ class HiFiGANConfig:
             )
             for dilation in dilations:
                 in_range("resblock_dilations[][]", dilation, 1, 64)
+        parameters = self.parameter_count()
+        require(
+            parameters <= MAX_GENERATOR_PARAMETERS,
+            f"the generator this config describes has {parameters:,} parameters, "
+            f"more than the {MAX_GENERATOR_PARAMETERS:,} allowed",
+        )
         require(1 <= len(self.mpd_periods) <= 16, "config key 'mpd_periods' must list 1 to 16 periods")
         for period in self.mpd_periods:
             in_range("mpd_periods[]", period, 1, 64)
         divisor = self.discriminator_channel_divisor
         in_range("discriminator_channel_divisor", divisor, 1, 1024)
         require(
-            all(width % divisor == 0 for width in MPD_CHANNELS + MSD_CHANNELS),
+            all(width % divisor == 0 for width in MPD_CHANNELS + tuple(layer[0] for layer in MSD_LAYERS)),
             f"config key 'discriminator_channel_divisor' must divide the discriminator widths "
             f"(1, 2, 4, 8 or 16), got {divisor}",
         )
+
+    def parameter_count(self) -> int:
+        """Parameters of the inference generator this config describes, counted without building it."""
+        channels = self.upsample_initial_channel
+        count = self.n_mels * channels * 7 + channels  # conv_pre
+        for kernel in self.upsample_kernel_sizes:
+            channels //= 2
+            count += 2 * channels * channels * kernel + channels  # the stage's transposed conv
+            for size, dilations in zip(self.resblock_kernel_sizes, self.resblock_dilations, strict=True):
+                count += 2 * len(dilations) * (channels * channels * size + channels)
+        return count + channels * 7 + 1  # conv_post
+
+
+def generator_shapes(cfg: HiFiGANConfig) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every inference weight ``cfg`` implies, from a generator on the meta
+    device: nothing is allocated, so a stored config can be checked against the stored weights
+    before the network is built."""
+    with torch.device("meta"):
+        return {name: tuple(t.shape) for name, t in Generator(cfg, weight_norm=False).state_dict().items()}
 
 
 def _same_padding(kernel_size: int, dilation: int = 1) -> int:
@@ -123,7 +165,8 @@ def _same_padding(kernel_size: int, dilation: int = 1) -> int:
 
 def _init_weights(module: nn.Module) -> None:
     # N(0, 0.01) as in the paper; must run before weight norm splits the weight into g and v.
-    if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+    # Nothing to draw on the meta device (shapes only), where normal_ imports torch's compiler.
+    if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)) and not module.weight.is_meta:
         nn.init.normal_(module.weight, 0.0, 0.01)
 
 
@@ -291,25 +334,20 @@ class MultiPeriodDiscriminator(nn.Module):
 
 
 class ScaleDiscriminator(nn.Module):
-    """Strided, grouped 1-D convs over the raw (or average-pooled) waveform (MelGAN layout)."""
+    """Strided, grouped 1-D convs over the raw (or average-pooled) waveform (HiFi-GAN's layout)."""
 
     def __init__(self, channel_divisor: int = 1, spectral: bool = False) -> None:
         super().__init__()
         norm = parametrizations.spectral_norm if spectral else parametrizations.weight_norm
-        w = [c // channel_divisor for c in MSD_CHANNELS]
-        # keep the published channels-per-group when the widths shrink
-        g = [max(1, groups // channel_divisor) for groups in MSD_GROUPS]
-        self.convs = nn.ModuleList(
-            [
-                norm(nn.Conv1d(1, w[0], 15, padding=7)),
-                norm(nn.Conv1d(w[0], w[1], 41, stride=4, groups=g[0], padding=20)),
-                norm(nn.Conv1d(w[1], w[2], 41, stride=4, groups=g[1], padding=20)),
-                norm(nn.Conv1d(w[2], w[3], 41, stride=4, groups=g[2], padding=20)),
-                norm(nn.Conv1d(w[3], w[4], 41, stride=4, groups=g[3], padding=20)),
-                norm(nn.Conv1d(w[4], w[5], 5, padding=2)),
-            ]
-        )
-        self.conv_post = norm(nn.Conv1d(w[5], 1, 3, padding=1))
+        convs, width = [], 1
+        for out, kernel, stride, groups in MSD_LAYERS:
+            out //= channel_divisor
+            # narrower recipes keep the published group count where the widths allow it
+            groups = math.gcd(groups, width, out)
+            convs.append(norm(nn.Conv1d(width, out, kernel, stride, groups=groups, padding=kernel // 2)))
+            width = out
+        self.convs = nn.ModuleList(convs)
+        self.conv_post = norm(nn.Conv1d(width, 1, 3, padding=1))
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = y

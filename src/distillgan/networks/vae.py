@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from distillgan.config import VAEModelConfig
@@ -166,3 +167,14 @@ def decode_trajectory(vae: MelVAE, z: torch.Tensor, *, chunk: int = 64, overlap:
             break
         start += hop
     return out / weight.clamp(min=1e-6)
+
+
+@torch.no_grad()
+def reconstruct(vae: MelVAE, mel: torch.Tensor) -> torch.Tensor:
+    """A log-mel (128, T) through the VAE and back (posterior mean, chunked decoding): what the
+    vocoder gets when the model re-renders a sound it knows. Returns (128, T)."""
+    frames = mel.shape[-1]
+    pad = (-frames) % vae.time_reduction
+    padded = F.pad(mel[None], (0, pad), mode="replicate") if pad else mel[None]
+    mu, _ = vae.encode(padded)
+    return decode_trajectory(vae, mu[0])[:, :frames]

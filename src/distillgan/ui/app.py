@@ -45,13 +45,17 @@ class App:
     generate: GenerateTab
     url: str | None = None
 
-    def launch(self, host: str = "127.0.0.1", port: int | None = None) -> str:
-        """Serve on ``host:port`` (port None: the first free one from 7860) without blocking."""
+    def launch(
+        self, host: str = "127.0.0.1", port: int | None = None, *, auth: tuple[str, str] | None = None
+    ) -> str:
+        """Serve on ``host:port`` (port None: the first free one from 7860) without blocking;
+        with ``auth`` (user, password) every page, file and event asks for that login first."""
         self.blocks.queue(default_concurrency_limit=2)
         try:
             _, url, _ = self.blocks.launch(
                 server_name=host,
                 server_port=port,
+                auth=auth,
                 prevent_thread_lock=True,
                 quiet=True,
                 show_error=True,
@@ -83,7 +87,7 @@ def build_app(
         gr.Markdown(HEADER, elem_id="app-header")
         with gr.Tabs():
             with gr.Tab("Train", id="train", elem_id="tab-train"):
-                train = TrainTab(manager, poll_s=poll_s)
+                train = TrainTab(manager, poll_s=poll_s, bigvgan_dir=bigvgan_dir)
             with gr.Tab("Generate", id="generate", elem_id="tab-generate") as generate_tab:
                 generate = GenerateTab(folder, generate_tab, bigvgan_dir=bigvgan_dir)
         gr.Markdown(f"Models folder: `{folder}`", elem_classes="subtle")

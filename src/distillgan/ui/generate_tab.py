@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from distillgan.errors import DistillganError, VocoderUnavailableError
+from distillgan.errors import DistillganError, ModelFileError, VocoderUnavailableError
 from distillgan.generation import (
     BIT_DEPTHS,
     SAMPLE_RATES,
@@ -24,7 +24,7 @@ from distillgan.generation import (
     vocoder_status,
     write_generation,
 )
-from distillgan.modelfile import SUFFIX, list_models
+from distillgan.modelfile import list_models, new_model_path
 from distillgan.ui.jobs import model_name, read_model_state
 
 BIT_DEPTH_LABELS = {"16": "16-bit", "24": "24-bit", "32f": "32-bit float"}
@@ -147,14 +147,14 @@ class GenerateTab:
         return names
 
     def _path(self, value: str | None) -> Path | None:
-        return self.models_dir / f"{value}{SUFFIX}" if value else None
+        """The model a dropdown value names: a value from the browser must be a model name, never
+        a path (checked as the CLI's --name is); it also names the files written for it."""
+        return new_model_path(value, self.models_dir) if value else None
 
     def _status(self, value: str | None) -> VocoderStatus | None:
-        path = self._path(value)
-        if path is None or not path.exists():
-            return None
         try:
-            return vocoder_status(path)
+            path = self._path(value)
+            return vocoder_status(path) if path is not None and path.exists() else None
         except DistillganError:
             return None
 
@@ -182,7 +182,10 @@ class GenerateTab:
         choice: str,
         progress: gr.Progress = gr.Progress(),  # Gradio fills this in: the download's progress bar
     ) -> list[Any]:
-        path = self._path(value)
+        try:
+            path = self._path(value)
+        except ModelFileError as exc:
+            return self._failed(str(exc), retry=False)
         if path is None:
             return self._failed("Pick a model first: train one in the Train tab.", retry=False)
 

@@ -146,6 +146,7 @@ class TrainRequest:
     accelerator: str | None = None
     audio_dir: Path | None = None  # where the corpus is now, if it moved
     accept_corpus_changes: bool = False
+    bigvgan_dir: Path | None = None  # BigVGAN-v2's files, to score it at the end of a vocoder run
     resume: bool | None = None  # None until asked
     replace: bool = False
 
@@ -438,7 +439,9 @@ class Job:
             # replacing a model: the run's first save replaces it (kept whole until then)
             result = train_vae(corpus, self.model_path, cfg, **common)
         else:
-            result = train_vocoder(corpus, self.model_path, cfg, epochs=epochs, **common)
+            result = train_vocoder(
+                corpus, self.model_path, cfg, epochs=epochs, bigvgan_dir=request.bigvgan_dir, **common
+            )
         return {"state": "finished", "result": result}
 
 

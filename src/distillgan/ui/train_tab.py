@@ -18,7 +18,7 @@ import gradio as gr
 from distillgan.cli.common import PRECISIONS
 from distillgan.config import builtin_recipe
 from distillgan.errors import CorpusError, DistillganError, ModelFileError
-from distillgan.modelfile import SUFFIX, list_models, resolve_model
+from distillgan.modelfile import list_models, new_model_path, resolve_model
 from distillgan.training import run_dir
 from distillgan.ui import views
 from distillgan.ui.jobs import Job, JobManager, Question, Stage, TrainRequest, model_name, read_model_state
@@ -172,7 +172,8 @@ class StageSection:
 
 
 class TrainTab:
-    def __init__(self, manager: JobManager, *, poll_s: float = 1.0) -> None:
+    def __init__(self, manager: JobManager, *, poll_s: float = 1.0, bigvgan_dir: Path | None = None) -> None:
+        self.bigvgan_dir = bigvgan_dir
         self.manager = manager
         self.models_dir = manager.models_dir
         self.vae = StageSection("vae")
@@ -248,6 +249,13 @@ class TrainTab:
                     voc.form["precision"] = gr.Dropdown(PRECISION_CHOICES, value=DEFAULT, label="Precision")
                     voc.form["device"] = gr.Dropdown(DEVICE_CHOICES, value=DEFAULT, label="Device")
                 with gr.Row():
+                    voc.form["init"] = gr.Dropdown(
+                        self._init_choices(),
+                        value=DEFAULT,
+                        label="Start from",
+                        info="the shipped universal prior (fine-tuning), scratch, or another model's vocoder",
+                        elem_id="vocoder-init",
+                    )
                     voc.form["recipe"] = gr.Dropdown(VOCODER_RECIPES, value="vocoder", label="Recipe")
                     voc.form["recipe_file"] = gr.Textbox(
                         label="Recipe file (YAML, optional)",
@@ -351,10 +359,20 @@ class TrainTab:
         names |= {model_name(p) for p in self.manager.paths() if p.parent == self.models_dir}
         return [(name, name) for name in sorted(names, key=str.casefold)] + [(NEW_LABEL, NEW)]
 
+    def _init_choices(self) -> list[tuple[str, str]]:
+        models = sorted((model_name(p) for p in list_models(self.models_dir)), key=str.casefold)
+        return [
+            ("Recipe's choice", DEFAULT),
+            ("Universal prior (fine-tune)", "prior"),
+            ("Scratch", "scratch"),
+        ] + [(f"Model '{name}'", name) for name in models]
+
     def _path(self, value: str | None) -> Path | None:
+        """The model a dropdown value names. The value comes from the browser (the box takes typed
+        text), so it must be a model name, checked as the CLI's --name is: never a path."""
         if not value or value == NEW:
             return None
-        return self.models_dir / f"{value}{SUFFIX}"
+        return new_model_path(value, self.models_dir)
 
     def _request(self, section: StageSection, data: dict[Any, Any]) -> TrainRequest:
         form = {key: data[component] for key, component in section.form.items()}
@@ -368,6 +386,15 @@ class TrainTab:
             train["keep_checkpoint"] = True
         if form.get("precision", DEFAULT) != DEFAULT:
             train["precision"] = form["precision"]
+        init = form.get("init") or DEFAULT
+        # another model, by name only: the same check as the CLI's names
+        if (
+            init not in (DEFAULT, "prior", "scratch")
+            and resolve_model(init, self.models_dir).parent != self.models_dir
+        ):
+            raise ModelFileError(f"'{init}' is not a model in {self.models_dir}")
+        if init != DEFAULT:
+            train["init"] = init
         recipe_file = (form.get("recipe_file") or "").strip()
         audio_dir = (form.get("audio_dir") or "").strip()
         common: dict[str, Any] = {
@@ -379,6 +406,7 @@ class TrainTab:
             "accelerator": None if form.get("device", DEFAULT) == DEFAULT else form["device"],
             "audio_dir": Path(audio_dir).expanduser() if audio_dir else None,
             "accept_corpus_changes": bool(form.get("accept_corpus_changes")),
+            "bigvgan_dir": self.bigvgan_dir,
         }
         path = self._path(data[self.model])
         if section.stage == "vae" and path is None:
@@ -387,12 +415,7 @@ class TrainTab:
                 raise CorpusError("enter the corpus folder: a folder of 5–500 sound files")
             corpus = Path(corpus_text).expanduser()
             name = (data[self.new_name] or "").strip() or corpus.resolve().name
-            path = resolve_model(name, self.models_dir, must_exist=False)
-            if path.parent != self.models_dir:
-                raise ModelFileError(
-                    f"'{name}' is not a valid model name (use letters, digits, '-', '_', '.' and spaces)"
-                )
-            return TrainRequest(model_path=path, corpus_dir=corpus, **common)
+            return TrainRequest(model_path=new_model_path(name, self.models_dir), corpus_dir=corpus, **common)
         if path is None:
             raise DistillganError("create the model first: its VAE comes before its vocoder")
         return TrainRequest(model_path=path, **common)
@@ -403,7 +426,11 @@ class TrainTab:
         """Updates for every part of the page whose signature changed since ``seen``."""
         out: dict[Any, Any] = {}
         now: dict[str, Any] = {}
-        path = self._path(value)
+        refused = None
+        try:
+            path = self._path(value)
+        except ModelFileError as exc:  # typed text that is no model name: say so, read nothing
+            path, refused = None, _message(exc)
         state = read_model_state(path) if path is not None else None
         jobs = {
             stage: self.manager.job(path, stage) if path is not None else None for stage in ("vae", "vocoder")
@@ -425,8 +452,8 @@ class TrainTab:
             "summary",
             [value, file_signature],
             lambda: {
-                self.summary: views.model_summary(state, new_model=path is None),
-                self.new_row: gr.update(visible=path is None),
+                self.summary: refused or views.model_summary(state, new_model=path is None),
+                self.new_row: gr.update(visible=path is None and refused is None),
                 self.vae.start: gr.update(
                     value="Create model and train VAE" if path is None else "Train VAE"
                 ),
@@ -518,7 +545,10 @@ class TrainTab:
         return {**section.dialog.hide(), section.pending: None, section.message: "Nothing was changed."}
 
     def on_cancel(self, section: StageSection, data: dict[Any, Any]) -> dict[Any, Any]:
-        path = self._path(data[self.model])
+        try:
+            path = self._path(data[self.model])
+        except ModelFileError:  # no run can have such a name; render says why
+            path = None
         if path is not None:
             self.manager.cancel(path, section.stage)
         return self.render(data[self.model], data[self.seen])

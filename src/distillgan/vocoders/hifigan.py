@@ -5,16 +5,15 @@ The stage holds the generator's inference weights with weight norm already folde
 held-out mel error). :func:`read_vocoder_info` reads only the summary (cheap, for listing and
 auto-selection); :func:`load_hifigan` builds the network, once per file version and device.
 
-When is a per-model vocoder *ready* (what ``--vocoder auto`` picks)?
+When does ``--vocoder auto`` pick the per-model vocoder (``HiFiGANInfo.ready``)?
 
-* its training run **completed** (status ``complete``: every epoch the run was given), or
-* the run was stopped early (status ``partial``) but the held-out mel error of the stored
-  weights (``val_mel_l1_last``, mean |log-mel difference| on clips never trained on) is at most
-  :data:`GOOD_MEL_L1`.
+* when BigVGAN-v2 was scored on the same held-out clips at the end of training
+  (``bigvgan_val_mel_l1``), only if the stored weights' held-out mel error is lower;
+* otherwise, when that error is at most :data:`GOOD_MEL_L1`.
 
-A cancelled few-epoch checkpoint is therefore never picked automatically. Whenever the stored
-weights' held-out error is above :data:`GOOD_MEL_L1` (or unknown), every use of this vocoder,
-automatic or chosen by hand, carries the warning "Trained for N epochs — quality may be limited".
+The stored weights are the held-out-best epoch's. Whenever the per-model vocoder is not
+ready, every use of it (chosen by hand) carries a warning, and auto never picks it, so auto
+never picks a vocoder while warning about its quality.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from distillgan import config as cfg_lib
 from distillgan.config import stored_count
 from distillgan.errors import ConfigError, ModelFileError, VocoderUnavailableError
 from distillgan.modelfile import open_model
-from distillgan.networks.hifigan import LRELU_SLOPE, Generator, HiFiGANConfig
+from distillgan.networks.hifigan import LRELU_SLOPE, Generator, HiFiGANConfig, generator_shapes
 from distillgan.vocoders.base import (
     Vocoder,
     context_frames_for,
@@ -68,8 +67,11 @@ class HiFiGANInfo:
     epochs: int  # completed epochs
     total_epochs: int | None
     steps: int | None
-    val_mel_l1_last: float | None
-    val_mel_l1_best: float | None
+    val_mel_l1: float | None  # held-out mel error of the stored (best) weights
+    best_epoch: int | None
+    bigvgan_val_mel_l1: float | None  # BigVGAN-v2 on the same clips, when it was scored
+    held_out_files: list[str] | None  # None: the clips were cut from training files
+    started_from: str | None
 
     @property
     def complete(self) -> bool:
@@ -77,24 +79,40 @@ class HiFiGANInfo:
 
     @property
     def good(self) -> bool:
-        """The stored weights' held-out mel error is low enough to need no warning."""
-        return self.val_mel_l1_last is not None and self.val_mel_l1_last <= GOOD_MEL_L1
+        """The stored weights' held-out mel error is at most GOOD_MEL_L1."""
+        return self.val_mel_l1 is not None and self.val_mel_l1 <= GOOD_MEL_L1
 
     @property
     def ready(self) -> bool:
-        """Auto-selection picks it: a completed run, or a stopped one whose weights are good."""
-        return self.complete or self.good
+        """Auto-selection picks it: it beats BigVGAN on the held-out clips, or (not scored) it is good."""
+        if self.bigvgan_val_mel_l1 is not None and self.val_mel_l1 is not None:
+            return self.val_mel_l1 < self.bigvgan_val_mel_l1
+        return self.good
+
+    @property
+    def held_out_where(self) -> str:
+        if self.held_out_files:
+            return f"{len(self.held_out_files)} held-out file{'s' if len(self.held_out_files) > 1 else ''}"
+        return "clips held out from its training files"
+
+    def comparison(self) -> str:
+        """The measured reason, e.g. "own vocoder 0.31 vs BigVGAN 0.38 on this model's 2 held-out files"."""
+        where = f"on this model's {self.held_out_where}"
+        if self.val_mel_l1 is None:
+            return "no held-out mel error recorded"
+        if self.bigvgan_val_mel_l1 is None:
+            return f"held-out mel error {self.val_mel_l1:.3g} {where}; BigVGAN-v2 was not scored"
+        return (
+            f"own vocoder {self.val_mel_l1:.3g} vs BigVGAN {self.bigvgan_val_mel_l1:.3g} {where} (mel error)"
+        )
 
     @property
     def warning(self) -> str | None:
-        if self.good:
+        if self.ready:
             return None
+        if self.bigvgan_val_mel_l1 is not None and self.val_mel_l1 is not None:
+            return f"BigVGAN-v2 renders this model's held-out clips better ({self.comparison()})"
         return f"Trained for {self.epochs} epoch{'' if self.epochs == 1 else 's'} — quality may be limited"
-
-    def describe_error(self) -> str:
-        if self.val_mel_l1_last is None:
-            return "no held-out mel error recorded"
-        return f"held-out mel error {self.val_mel_l1_last:.3g}"
 
 
 def _number(value: Any) -> float | None:
@@ -120,13 +138,20 @@ def read_vocoder_info(model_path: Path) -> HiFiGANInfo | None:
     epochs = stored_count(attrs.get("epochs"))
     if status not in ("complete", "partial") or epochs is None:
         raise ModelFileError(f"the vocoder stage of {model_path} is damaged (bad status or epoch count)")
+    best_epoch = stored_count(attrs.get("best_epoch"))
+    held_out = attrs.get("held_out_files")
+    started = attrs.get("started_from")
     return HiFiGANInfo(
         status=status,
         epochs=epochs,
         total_epochs=stored_count(attrs.get("total_epochs")),
         steps=stored_count(attrs.get("steps")),
-        val_mel_l1_last=_number(attrs.get("val_mel_l1_last")),
-        val_mel_l1_best=_number(attrs.get("val_mel_l1_best")),
+        # files from before best-epoch keeping stored the last epoch's weights
+        val_mel_l1=_number(attrs.get("val_mel_l1_best" if best_epoch else "val_mel_l1_last")),
+        best_epoch=best_epoch or None,
+        bigvgan_val_mel_l1=_number(attrs.get("bigvgan_val_mel_l1")),
+        held_out_files=[str(f) for f in held_out] if isinstance(held_out, list) and held_out else None,
+        started_from=started if isinstance(started, str) else None,
     )
 
 
@@ -351,13 +376,16 @@ class HiFiGANVocoder(Vocoder):
 
 
 def build_generator(cfg: HiFiGANConfig, state: dict[str, torch.Tensor] | None = None) -> Generator:
-    """An inference generator (no weight norm), adopting ``state`` (folded weights) when given.
+    """An inference generator (no weight norm): random weights, or ``state`` (folded weights) adopted.
 
-    Built on the CPU: the network is small (under 1 M parameters for V2), and torch's meta-device
-    path for its ``normal_`` init costs seconds of imports.
+    With ``state`` the network is laid out on the meta device and takes the given tensors as its
+    weights: nothing else is allocated or initialized.
     """
-    network = Generator(cfg, weight_norm=False)
-    if state is not None:
+    if state is None:
+        network = Generator(cfg, weight_norm=False)
+    else:
+        with torch.device("meta"):
+            network = Generator(cfg, weight_norm=False)
         network.load_state_dict(state, strict=True, assign=True)
     return network.eval().requires_grad_(False)
 
@@ -392,8 +420,8 @@ def _load_cached(path_text: str, inode: int, mtime_ns: int, size: int, device: s
         cfg = cfg_lib.from_json(HiFiGANConfig, text if isinstance(text, str) else json.dumps(text))
     except ConfigError as error:
         raise ModelFileError(f"the vocoder config stored in {path} is unusable: {error}") from error
-    network = build_generator(cfg)
-    expected = {name: tuple(t.shape) for name, t in network.state_dict().items()}
-    state = reader.tensors(SECTION, expected, prefix="generator", map_location=device)
-    network.load_state_dict({name: t.float() for name, t in state.items()}, strict=True, assign=True)
+    # the stored shapes must be the ones the config implies before anything is built: a small
+    # hostile file cannot make the loader allocate the large network its config describes
+    state = reader.tensors(SECTION, generator_shapes(cfg), prefix="generator", map_location=device)
+    network = build_generator(cfg, {name: t.float() for name, t in state.items()})
     return HiFiGANVocoder(network, torch.device(device))

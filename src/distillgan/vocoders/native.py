@@ -9,6 +9,10 @@ compiled once per machine with the system C compiler (``$CC``, else ``cc``, ``gc
 flags and the CPU features the compiler sees. Installing distillgan needs no compiler: without one, or with
 ``DISTILLGAN_NATIVE_KERNELS=0``, vocoding runs on torch's convolutions, same output up to float
 rounding, only slower. The reason is logged (logger ``distillgan.vocoders.native``).
+
+A cached library is code this process runs, so the cache must be the user's own and private (a
+cache another user can write to is not used), and a library is loaded only if it still has the
+SHA-256 recorded beside it when it was built.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import platform
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -157,8 +162,44 @@ def _cpu_identity(compiler: list[str]) -> str:
     return platform.machine() + _output([*compiler, "-march=native", "-dM", "-E", "-x", "c", os.devnull])
 
 
+def _private_folder(folder: Path) -> Path:
+    """``folder`` (created if missing), refused unless no other user can write into it.
+
+    It must be this user's and writable by nobody else, and so must every folder above it, except
+    root's and sticky ones (like /tmp, where nobody may rename what another user owns).
+    """
+    for path in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+        path.mkdir(mode=0o700, exist_ok=True)
+    folder = folder.resolve()
+    for path in (folder, *folder.parents):
+        info = path.stat()
+        if info.st_uid != os.getuid() and (path == folder or info.st_uid != 0):
+            raise KernelUnavailable(f"{path} belongs to another user: the kernel cache must be your own")
+        if info.st_mode & 0o022 and (path == folder or not info.st_mode & stat.S_ISVTX):
+            raise KernelUnavailable(
+                f"{path} is writable by other users: the kernel cache must be private (chmod go-w {path})"
+            )
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _recorded(library: Path) -> Path:
+    """Where the SHA-256 of ``library`` is recorded when it is built."""
+    return library.with_name(f"{library.name}.sha256")
+
+
+def _intact(library: Path) -> bool | None:
+    """Whether ``library`` has the SHA-256 recorded at its build; None when either file is missing."""
+    if not (library.is_file() and _recorded(library).is_file()):
+        return None
+    return _sha256(library) == _recorded(library).read_text().strip()
+
+
 def build(directory: Path | None = None) -> Path:
-    """The kernel's shared library for this machine, compiled unless already cached."""
+    """The kernel's shared library for this machine, compiled unless already cached and intact."""
     compiler = _compiler()
     version = _output([*compiler, "--version"])
     source = SOURCE.read_bytes()
@@ -166,21 +207,28 @@ def build(directory: Path | None = None) -> Path:
         b"\0".join([source, version.encode(), " ".join(FLAGS).encode(), _cpu_identity(compiler).encode()])
     )
     folder = directory or cache_dir()
-    target = folder / f"resblocks-{key.hexdigest()[:16]}.so"
-    if target.is_file():
-        return target
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # compiled beside the target, then renamed: a concurrent process never loads half a file
-        with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        target = _private_folder(folder) / f"resblocks-{key.hexdigest()[:16]}.so"
+        intact = _intact(target)
+        if intact:
+            return target
+        if intact is False:  # changed since its build: never loaded
+            log.warning("%s does not match the SHA-256 recorded when it was built; building it again", target)
+        # compiled beside the target, then renamed (the hash after the library): a concurrent
+        # process never loads half a file
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
             built = Path(scratch) / target.name
             try:
                 _output([*compiler, *FLAGS, "-o", str(built), str(SOURCE)])
             except KernelUnavailable as error:
                 raise KernelUnavailable(f"could not compile {SOURCE.name}: {error}") from None
+            _recorded(built).write_text(_sha256(built) + "\n")
             os.replace(built, target)
+            os.replace(_recorded(built), _recorded(target))
     except OSError as error:
         raise KernelUnavailable(f"could not build {SOURCE.name} in {folder}: {error}") from error
+    if not _intact(target):  # another process's build of the same key landed in between
+        raise KernelUnavailable(f"{target} changed while it was being built; try again")
     return target
 
 

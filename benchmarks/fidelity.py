@@ -1,0 +1,157 @@
+"""Held-out fidelity of the quick vocoder budget: fine-tuned from the shipped prior vs from scratch.
+
+    python benchmarks/fidelity.py [--corpus DIR] [--held-out DIR] [--minutes M] [--json]
+
+Defaults: the example corpus (14 sounds) and its 8 unseen held-out sounds (other seeds,
+pitches and decays of the same kinds, ``distillgan.examples.write_example_held_out``), and a
+cap of 8 minutes of wall time per vocoder run. One run trains a VAE on the corpus (the demo's
+100 epochs), then the ``vocoder_quick`` budget twice, side by side on the same VAE:
+
+* ``prior``: the recipe as shipped (fine-tunes the universal prior);
+* ``scratch``: the same step budget from a random generator, with the settings the quick
+  recipe used before the prior (tuned for a start from scratch: lr 1e-3, 828 warm-up steps).
+
+For each it prints, on the held-out sounds (never trained on): log-mel L1, multi-resolution
+STFT distance (auraloss defaults), the level error per band in dB (mean |error|, and the
+worst clip's signed error, over clips where the band holds at least 1 % of the energy), the
+VAE round trip (mel -> VAE -> vocoder, against the original) and wall time and generator steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from distillgan import evaluation
+from distillgan.audio import load_corpus
+from distillgan.config import load_vae_config
+from distillgan.examples import write_example_corpus, write_example_held_out
+from distillgan.generation import load_vae
+from distillgan.lightning_modules.hifigan import load_vocoder_config
+from distillgan.mel import log_mel_spectrogram
+from distillgan.modelfile import ModelLock
+from distillgan.networks.vae import reconstruct
+from distillgan.progress import CancelToken
+from distillgan.training import train_vae, train_vocoder
+from distillgan.vocoders.hifigan import HiFiGANVocoder, load_hifigan
+
+# the quick recipe as it was before the prior existed, tuned for a random start
+SCRATCH = {"init": "scratch", "lr": 0.001, "lr_decay_per_step": 0.9995, "warmup_steps": 828}
+
+
+def _train_vocoder(model: Path, corpus, overrides: dict, minutes: float) -> dict:
+    cfg = load_vocoder_config(recipe="vocoder_quick", overrides={"train": overrides})
+    cancel = CancelToken()
+    timer = threading.Timer(minutes * 60, cancel.cancel)
+    timer.daemon = True
+    timer.start()
+    started = time.monotonic()
+    with ModelLock(model, owner="benchmarks/fidelity.py") as lock:
+        result = train_vocoder(corpus, model, cfg, lock=lock, cancel=cancel)
+    timer.cancel()
+    return {"wall_s": round(time.monotonic() - started, 1), "steps": result.steps, "status": result.status}
+
+
+def _score(vocoder: HiFiGANVocoder, clips: list[np.ndarray], vae) -> dict:
+    def direct(x: np.ndarray) -> np.ndarray:
+        return vocoder.vocode(log_mel_spectrogram(torch.from_numpy(x)))
+
+    def round_trip(x: np.ndarray) -> np.ndarray:
+        return vocoder.vocode(reconstruct(vae, log_mel_spectrogram(torch.from_numpy(x))))
+
+    held_out = evaluation.score(clips, direct)
+    through_vae = evaluation.score(clips, round_trip)
+    return {
+        "log_mel_l1": round(held_out.log_mel_l1, 4),
+        "mr_stft": round(held_out.mr_stft, 4),
+        "band_mean_abs_db": [None if v is None else round(v, 2) for v in held_out.band_mean_abs_db],
+        "band_worst_db": [None if v is None else round(v, 2) for v in held_out.band_worst_db],
+        "bands_within_db": round(held_out.bands_within, 2),
+        "vae_round_trip_log_mel_l1": round(through_vae.log_mel_l1, 4),
+        "vae_round_trip_mr_stft": round(through_vae.mr_stft, 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=None)
+    parser.add_argument("--held-out", type=Path, default=None)
+    parser.add_argument("--minutes", type=float, default=8.0, help="wall-time cap per vocoder run")
+    parser.add_argument("--vae-epochs", type=int, default=100)
+    parser.add_argument("--only", choices=["prior", "scratch"], default=None, help="train one of the two")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a train-config override for both runs (YAML value), e.g. vae_aware_fraction=0.5",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    extra = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    work = Path(tempfile.mkdtemp(prefix="distillgan-fidelity-"))
+    try:
+        corpus_dir = args.corpus or (write_example_corpus(work / "corpus")[0].parent)
+        held_out_dir = args.held_out or (write_example_held_out(work / "held-out")[0].parent)
+        corpus = load_corpus(corpus_dir)
+        clips = [f.audio for f in load_corpus(held_out_dir).files]
+        base = work / "base.distillgan"
+        started = time.monotonic()
+        with ModelLock(base, owner="benchmarks/fidelity.py") as lock:
+            train_vae(corpus, base, load_vae_config(None, {"train": {"epochs": args.vae_epochs}}), lock=lock)
+        vae = load_vae(base)
+        results: dict = {"settings": extra, "vae_wall_s": round(time.monotonic() - started, 1), "runs": {}}
+        runs = {"prior": extra, "scratch": {**extra, **SCRATCH}}
+        for name, overrides in runs.items():
+            if args.only and name != args.only:
+                continue
+            model = work / f"{name}.distillgan"
+            shutil.copy(base, model)
+            run = _train_vocoder(model, corpus, overrides, args.minutes)
+            results["runs"][name] = {**run, **_score(load_hifigan(model), clips, vae)}
+        if args.json:
+            print(json.dumps(results))
+            return
+        bands = [name for name, _, _ in evaluation.BANDS]
+        print(
+            f"corpus {corpus_dir} ({len(corpus.files)} files); held out {held_out_dir} ({len(clips)} files)"
+        )
+        print(
+            f"{'':10s} {'mel L1':>7s} {'MR-STFT':>8s} {'VAE mel':>8s} {'VAE STFT':>8s} {'steps':>6s} {'wall s':>7s}  "
+            + " ".join(f"{b:>14s}" for b in bands)
+        )
+        for name, r in results["runs"].items():
+            cells = [
+                "-" if m is None else f"{m:5.1f} ({w:+5.1f})"
+                for m, w in zip(r["band_mean_abs_db"], r["band_worst_db"], strict=True)
+            ]
+            print(
+                f"{name:10s} {r['log_mel_l1']:7.3f} {r['mr_stft']:8.3f} {r['vae_round_trip_log_mel_l1']:8.3f} "
+                f"{r['vae_round_trip_mr_stft']:8.3f} {r['steps']:6d} {r['wall_s']:7.0f}  "
+                + " ".join(f"{c:>14s}" for c in cells)
+            )
+        print(
+            "bands: mean |level error| dB (worst clip's signed error), where the reference holds >= 1 % of its energy"
+        )
+        if len(results["runs"]) == 2:
+            ratio = results["runs"]["prior"]["log_mel_l1"] / results["runs"]["scratch"]["log_mel_l1"]
+            print(
+                f"prior / scratch log-mel L1: {ratio:.2f} (target <= 0.5); "
+                f"worst band error from the prior: {results['runs']['prior']['bands_within_db']:.1f} dB (target <= 3)"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
