@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distillgan.audio import (
+    PACK_GAP_S,
     SAMPLE_RATE,
     Corpus,
     CorpusFile,
@@ -27,6 +28,7 @@ from distillgan.audio import (
     format_duration,
     load_audio,
     load_corpus,
+    pack_short_sounds,
     resample,
     scan_audio_files,
     write_audio,
@@ -89,7 +91,7 @@ def _near_silence(path: Path) -> None:
 
 
 def _short(path: Path) -> None:
-    sf.write(str(path), sine(0.21, 22_050), 22_050)
+    sf.write(str(path), sine(0.012, 22_050), 22_050)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +105,7 @@ def _short(path: Path) -> None:
         (_inf, "contains NaN/Inf"),
         (_digital_silence, "silent"),
         (_near_silence, "silent"),
-        (_short, "too short (0.21 s < 0.5 s)"),
+        (_short, "too short (12 ms < 20 ms)"),
     ],
 )
 def test_bad_file_gets_its_verdict(tmp_path: Path, make: Any, reason: str) -> None:
@@ -393,6 +395,32 @@ def test_load_corpus_from_one_file_and_from_a_path_list(tmp_corpus_with_bad: Pat
     chosen = load_corpus(tmp_corpus_with_bad, paths=[Path("a.wav"), tmp_corpus_with_bad / "quiet.wav"])
     assert [f.path.name for f in chosen.files] == ["a.wav"]
     assert [v.reason for v in chosen.skipped] == ["silent"]
+
+
+def test_one_shots_are_kept_and_only_sub_20_ms_files_skipped(tmp_path: Path) -> None:
+    for ms in (21, 30, 120, 400):
+        write_sine(tmp_path / f"hit {ms:03d} ms.wav", seconds=ms / 1000)
+    _short(tmp_path / "click.wav")  # 12 ms: less than a mel frame's worth
+    corpus = load_corpus(tmp_path)
+    assert [f.path.name for f in corpus.files] == [f"hit {ms:03d} ms.wav" for ms in (21, 30, 120, 400)]
+    assert [(v.path.name, v.reason) for v in corpus.skipped] == [("click.wav", "too short (12 ms < 20 ms)")]
+
+
+def test_short_sounds_are_packed_with_silences_between() -> None:
+    gap = round(PACK_GAP_S * SAMPLE_RATE)
+    lengths = [1000, 50_000, 3000, 4000, 2000, 100, 60_000, 500, 200]
+    sounds = [torch.full((n,), float(i + 1)) for i, n in enumerate(lengths)]
+    sequences, packs = pack_short_sounds(sounds, 9000)
+    # long sounds stay whole; short ones are packed in corpus order until a pack is long enough;
+    # the last, still too short, joins the pack before it
+    assert packs == [[0, 2, 3], [1], [4, 5, 7, 8], [6]]
+    first = sequences[0]
+    assert first.shape[-1] == 1000 + gap + 3000 + gap + 4000 >= 9000
+    assert first[1000 : 1000 + gap].abs().max() == 0 and set(first.unique().tolist()) == {0.0, 1.0, 3.0, 4.0}
+    assert sequences[1] is sounds[1]
+    assert sequences[2].shape[-1] == 2000 + 100 + 500 + 200 + 3 * gap
+    assert sum(int((seq != 0).sum()) for seq in sequences) == sum(lengths)  # every sample trains
+    assert pack_short_sounds(sounds[:1], 9000)[1] == [[0]]  # alone, a one-shot stays as it is
 
 
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_auto_uses_a_finished_per_model_vocoder(tmp_path: Path) -> None:
     badge = result.badge
     assert (badge.vocoder, badge.vocoder_name) == ("hifigan", "Per-model HiFi-GAN V2")
     assert badge.reason == status.auto_reason and "held-out mel error 0.3" in badge.reason
-    assert "training files" in badge.reason and "BigVGAN-v2 was not scored" in badge.reason
+    assert "training files" in badge.reason and "BigVGAN-v2 not scored" in badge.reason
     assert badge.warning is None and badge.seed == 1
     assert result.audio.dtype == np.float32 and result.audio.shape == (round(1.5 * SAMPLE_RATE),)
 
@@ -93,7 +93,7 @@ def test_auto_does_not_prefer_a_cancelled_few_epoch_vocoder(tmp_path: Path, offl
     status = vocoder_status(path)
     assert status.has_hifigan and not status.hifigan_ready and status.hifigan_epochs == 5
     assert status.auto_choice == "bigvgan"
-    assert "(5 of 50 epochs) is not good enough yet: held-out mel error 1.7" in status.auto_reason
+    assert "(5 of 50 epochs) is not good enough yet, held-out mel error 1.7" in status.auto_reason
     assert status.hifigan_warning == "Trained for 5 epochs — quality may be limited"
     badge = generate(path, duration_s=1.0).badge
     assert badge.vocoder == "bigvgan" and badge.reason == status.auto_reason and badge.warning is None
@@ -280,8 +280,10 @@ def test_a_clipping_vocoder_is_reported_and_export_adds_no_clipping(tmp_path: Pa
     # A last conv 1000x too loud drives the tanh to exactly full scale: the vocoder clips.
     path = model(tmp_path, "loud", {**GOOD, "output_gain": 1000.0})
     native = generate(path, duration_s=1.0).badge
-    assert native.clipped_samples > 1000 and native.export_gain_db == 0.0
-    assert native.peak_dbfs == 0.0  # exactly full scale, representable: nothing to lower
+    assert native.clipped_samples > 1000
+    # Its DC offset removed, the saturated signal swings past full scale: lowered, not clipped.
+    assert native.removed_dc_dbfs > -40 and native.export_gain_db < 0
+    assert native.peak_dbfs == pytest.approx(EXPORT_CEILING_DBFS, abs=1e-3)
     result = generate(path, duration_s=1.0, sample_rate=96000, bit_depth="16")
     badge = result.badge
     assert badge.clipped_samples == native.clipped_samples  # counted on the vocoder's own output
@@ -314,8 +316,13 @@ def test_badge_to_dict_is_json(tmp_path: Path) -> None:
         "peak_dbfs": data["peak_dbfs"],
         "clipped_samples": 0,
         "export_gain_db": 0.0,
+        "loudness_lufs": data["loudness_lufs"],
+        "removed_dc_dbfs": data["removed_dc_dbfs"],
+        "loudness_gain_db": 0.0,
+        "notes": [],
     }
     assert isinstance(data["peak_dbfs"], float) and data["peak_dbfs"] < 0
+    assert isinstance(data["loudness_lufs"], float) and isinstance(data["removed_dc_dbfs"], float)
     assert QualityBadge(**data) == badge
 
 
@@ -375,3 +382,68 @@ def test_the_iterative_phase_algorithm_is_nowhere() -> None:
             if needle in text:
                 hits.append(str(file.relative_to(root)))
     assert hits == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Level: DC offset, edges, loudness
+
+# A barely trained vocoder's output, as issue 14 heard it: a constant offset (about -17 dBFS)
+# with the varying part some 30 dB below it.
+MOSTLY_OFFSET = {**GOOD, "output_gain": 0.002, "output_bias": 0.142}
+
+
+def dbfs(value: float) -> float:
+    return 20 * np.log10(max(abs(value), 1e-12))
+
+
+@pytest.mark.parametrize("how", ["generate", "vocode"])
+def test_an_exported_clip_is_dc_free_and_starts_and_ends_at_zero(tmp_path: Path, how: str) -> None:
+    path = model(tmp_path, "offset", MOSTLY_OFFSET)
+    if how == "generate":
+        result = generate(path, seed=3, duration_s=2.0, sample_rate=48000)
+    else:
+        result = vocode_file(path, write_bell(tmp_path / "bell.wav", 2.0), sample_rate=48000)
+    written, rate = sf.read(str(write_generation(tmp_path / "clip.wav", result)), dtype="float64")
+    assert dbfs(written.mean()) < -60
+    assert written[0] == 0.0 and written[-1] == 0.0
+    # no step from silence into the clip or out of it: neither a jump at the first or last sample
+    # nor an offset that the fades ramp to (that is a thump)
+    edge = round(0.01 * rate)
+    for step in (
+        written[1] - written[0],
+        written[-1] - written[-2],
+        written[:edge].mean(),
+        written[-edge:].mean(),
+    ):
+        assert dbfs(step) < -40
+    badge = result.badge
+    assert -20 < badge.removed_dc_dbfs < -15
+    assert "A DC offset of -17" in badge.describe() and "Mostly offset" in badge.describe()
+
+
+def test_the_badge_loudness_is_the_meters_on_the_written_file(tmp_path: Path) -> None:
+    import pyloudnorm
+
+    path = model(tmp_path, "good", GOOD)
+    for loudness, depth in ((None, "16"), (-23.0, "24")):
+        result = generate(
+            path, seed=5, duration_s=2.0, sample_rate=48000, bit_depth=depth, loudness_lufs=loudness
+        )
+        written, rate = sf.read(str(write_generation(tmp_path / "clip.wav", result)), dtype="float64")
+        measured = pyloudnorm.Meter(rate).integrated_loudness(written)
+        badge = result.badge
+        assert badge.loudness_lufs == pytest.approx(measured, abs=0.01)
+        assert f"{badge.loudness_lufs:.1f} LUFS" in badge.describe()
+    assert measured == pytest.approx(-23.0, abs=0.05) and badge.loudness_gain_db != 0.0
+    assert "Loudness normalised" in badge.describe()
+
+
+def test_near_silence_is_said_plainly_and_never_raised(tmp_path: Path) -> None:
+    quiet = model(tmp_path, "quiet", {**GOOD, "output_gain": 1e-5})
+    badge = generate(quiet, duration_s=1.0, loudness_lufs=-14.0).badge
+    assert badge.loudness_gain_db == 0.0 and (badge.loudness_lufs or -100) < -50
+    assert "Near silence" in badge.describe() and "Not normalised to -14 LUFS" in badge.describe()
+    short = generate(model(tmp_path, "good", GOOD), duration_s=0.2, loudness_lufs=-14.0).badge
+    assert short.loudness_lufs is None and "shorter than 0.4 s" in short.describe()
+    with pytest.raises(DistillganError, match="loudness must be between -60 and 0 LUFS"):
+        generate(quiet, duration_s=1.0, loudness_lufs=3.0)

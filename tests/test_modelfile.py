@@ -279,12 +279,8 @@ def test_write_refuses_bad_input(tmp_path: Path, model: Path) -> None:
     ):
         with pytest.raises(TypeError):
             write(model, sections)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "new.distillgan.lock",
-        "other.distillgan.lock",
-        "rain.distillgan",
-        "rain.distillgan.lock",
-    ]
+    # a lock without a model file guards nothing: its holder leaves no lock file behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rain.distillgan", "rain.distillgan.lock"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -645,6 +641,35 @@ def test_stale_lock_file_from_dead_process(model: Path) -> None:
     with ModelLock(model, owner="fresh") as lock:
         assert lock.held
         assert '"owner": "fresh"' in lock_file.read_text()
+
+
+def test_a_lock_without_a_model_leaves_no_file_and_its_deletion_cannot_split_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "new.distillgan"
+    lock_file = tmp_path / "new.distillgan.lock"
+    first = ModelLock(path, owner="distillgan train vae").acquire()
+    # another process opened the lock file a moment before the holder deleted it ...
+    opened_before = os.open(lock_file, os.O_RDWR)
+    first.release()  # no model file was written (a failed creation): no lock file is left
+    assert not lock_file.exists()
+    third = ModelLock(path, owner="distillgan ui").acquire()  # ... while a third locks a new file
+    real_lock_file = ModelLock._lock_file
+    calls: list[int] = []
+
+    def late(self: ModelLock) -> int:
+        calls.append(1)
+        if len(calls) == 1:  # the first attempt flocks the deleted file, which nobody holds
+            fcntl.flock(opened_before, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return opened_before
+        return real_lock_file(self)
+
+    monkeypatch.setattr(ModelLock, "_lock_file", late)
+    with pytest.raises(ModelLockedError, match="in use by distillgan ui"):
+        ModelLock(path, owner="distillgan train vae").acquire()  # never two holders at once
+    assert len(calls) == 2
+    third.release()
+    assert not lock_file.exists()
 
 
 def test_a_planted_lock_link_is_refused_and_its_target_kept(tmp_path: Path, model: Path) -> None:

@@ -171,3 +171,49 @@ def test_the_history_follows_resumes_back_to_the_last_fresh_start(tmp_path: Path
         (6, "val/mel_l1", 7.0),
     ]
     assert logged_history(logs / "vae-20260101-000009", "vae", 100) == [(1, "train/loss", 9.0)]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_two_vocoder_trainings_in_one_process_run_concurrently_as_each_would_alone(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """The UI runs one job per model, each in a thread: nothing process-wide may leak between
+    them (the parametrization cache once did; the global RNG seeds every network)."""
+    import threading
+
+    import torch
+
+    from distillgan.examples import write_example_corpus
+
+    other_corpus = tmp_path / "other"
+    write_example_corpus(other_corpus, seconds=1.0)
+    corpora = {"a": tiny_corpus, "b": other_corpus}
+
+    def weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
+        return open_model(folder / f"{name}.distillgan").tensors("vocoder", prefix="generator")
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for name, corpus in corpora.items():
+        train_tiny_vocoder(alone / f"{name}.distillgan", corpus)
+
+    together = tmp_path / "together"
+    together.mkdir()
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            train_tiny_vocoder(together / f"{name}.distillgan", corpora[name])
+        except BaseException as error:  # reported below, with the thread's traceback
+            errors.append(error)
+            raise
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in corpora]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for name in corpora:
+        expected, got = weights(alone, name), weights(together, name)
+        assert all(torch.equal(expected[k], got[k]) for k in expected), name

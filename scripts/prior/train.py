@@ -2,7 +2,7 @@
 
     python scripts/prior/train.py train CORPUS_DIR [--work DIR] [--minutes M] [--set KEY=VALUE]
                                     [--accelerator A] [--precision P]
-    python scripts/prior/train.py export [--work DIR]
+    python scripts/prior/train.py export CORPUS_DIR [--work DIR]
 
 ``train`` runs the product's own vocoder training (``distillgan.training.train_vocoder``) with
 the ``vocoder_prior`` recipe on a corpus built by ``build_corpus.py``. The run lives in
@@ -83,12 +83,68 @@ def _train(args: argparse.Namespace) -> None:
     print(f"stopped at epoch {result.epochs_completed}, {result.steps} steps: {result.metrics}", flush=True)
 
 
+CARD = """# distillgan's universal HiFi-GAN V2 prior
+
+`hifigan_v2_prior.h5` is a distillgan model file: `/vocoder` holds a HiFi-GAN V2 generator in
+the project's mel format (44.1 kHz, 128 slaney mels, hop 512; folded weights, float32) and
+`/vocoder_discriminators` the MPD + MSD at 1/8 of the published widths, trained with it. Every
+per-model vocoder starts from it unless told otherwise (`--init`). Made by
+`scripts/prior/build_corpus.py` and `scripts/prior/train.py` (which also writes this card).
+
+## Training data
+
+{minutes:.0f} minutes of audio rendered on one machine from fixed seeds, no recorded music and
+no loop library; each 20 s file at a random level (peaks -30 to -1 dBFS):
+
+| source | share | what | licence |
+| --- | --- | --- | --- |
+| FluidR3_GM.sf2 (Debian `fluid-soundfont-gm`) through fluidsynth | with TimGM6mb: 50 % instruments, 12 % drums | all 128 General MIDI programs across their pitch ranges at velocities 15-127 (notes, runs, chords); the 8 GM drum kits | MIT |
+| TimGM6mb.sf2 (Debian `timgm6mb-soundfont`) through fluidsynth | (shared with the row above) | the same programs and kits with other samples | GPL-2.0 |
+| espeak-ng (Debian `espeak-ng`) | 18 % | speech in 15 languages, 14 voice variants, random pitch and speed | GPL-3.0-or-later (the synthesizer; the rendered audio is this project's) |
+| distillgan's example synthesizers (`distillgan.examples`) | 10 % | plucks, bells, rain, wind, surf, bowed drones with random parameters | MIT (this project) |
+| signal textures (`build_corpus.py`) | 10 % | coloured and band noise, sweeps 20 Hz-20 kHz, pulse trains, harmonic stacks | MIT (this project) |
+
+## Training
+
+The product's own `HiFiGANModule` (`vocoder_prior` recipe: 4 x 4096-sample crops, AdamW lr 5e-4
+decaying x0.99997 per step; mel L1 x45 + multi-resolution STFT x45 + DC term for the first
+{warmup} generator steps, then LSGAN + feature matching x2 + mel L1 x45 + MR-STFT x15 against the
+1/8-width MPD + MSD), in float32 on a 2-core AVX2 CPU shared with other work, resumed across
+sittings.
+
+## Figures
+
+- generator steps: {steps} ({gan} of them adversarial)
+- held-out log-mel L1 (mean |difference| of natural-log mels) on {clips} clips of 2 s from
+  {files} whole files never trained on: **{best:.3f}** at the kept epoch {best_epoch} (first
+  epoch: {first:.3f})
+- held-out files: {held}
+"""
+
+
 def _export(args: argparse.Namespace) -> None:
     path = prior.export(args.work / "prior.distillgan", prior.PRIOR_PATH)
     attrs = open_model(path).attrs("vocoder")
+    train = json_attr(attrs["train_config"])
+    history = attrs["val_mel_l1_history"]
+    held = attrs.get("held_out_files") or []
+    corpus = load_corpus(args.corpus)
+    card = CARD.format(
+        minutes=sum(f.duration_s for f in corpus.files) / 60,
+        warmup=train["warmup_steps"],
+        steps=attrs["steps"],
+        gan=max(0, attrs["steps"] - train["warmup_steps"]),
+        clips=train["val_clips"],
+        files=len(held),
+        best=attrs["val_mel_l1_best"],
+        best_epoch=attrs["best_epoch"],
+        first=history[0],
+        held=", ".join(f"`{name}`" for name in held),
+    )
+    (path.parent / "CARD.md").write_text(card)
     print(
-        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {attrs['steps']} steps, "
-        f"held-out mel L1 {attrs.get('val_mel_l1_last')}"
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its CARD.md: {attrs['steps']} steps, "
+        f"held-out mel L1 {attrs['val_mel_l1_best']:.3f}"
     )
 
 
@@ -109,6 +165,7 @@ def main() -> None:
         help="change a train-config key from this sitting on (e.g. warmup_steps=6000)",
     )
     export = sub.add_parser("export")
+    export.add_argument("corpus", type=Path, help="the prior's corpus (for the card's figures)")
     export.add_argument("--work", type=Path, default=WORK)
     args = parser.parse_args()
     _train(args) if args.command == "train" else _export(args)

@@ -3,7 +3,9 @@
 Everything that enters the project passes through here and comes out as mono float32 at
 44.1 kHz (the canonical mel's rate). Bad files never stop a corpus from loading: each gets a
 :class:`FileVerdict` with a one-line reason, and only a corpus with no usable file at all is
-an error.
+an error. Short files (one-shots: a drum hit, a pluck) are kept: only files under
+:data:`MIN_DURATION_S` are too short, and :func:`pack_short_sounds` joins short sounds into
+training sequences.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -44,6 +46,7 @@ __all__ = [
     "format_duration",
     "load_audio",
     "load_corpus",
+    "pack_short_sounds",
     "resample",
     "scan_audio_files",
     "write_audio",
@@ -68,7 +71,8 @@ AUDIO_SUFFIXES: tuple[str, ...] = (
     ".au",
     ".snd",
 )
-MIN_DURATION_S = 0.5
+MIN_DURATION_S = 0.02  # shorter holds less than one mel frame (512 samples at 44.1 kHz is 12 ms)
+PACK_GAP_S = 0.075  # the silence between packed short sounds: each one's tail ends before the next
 FEW_FILES_WARNING_THRESHOLD = 5
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a file holds nothing a model could learn from
 
@@ -301,7 +305,7 @@ def check_file(path: Path | str) -> tuple[FileVerdict, np.ndarray | None]:
         cancelled = float(np.abs(data).max()) >= SILENCE_PEAK
         return bad("silent (channels cancel out in the mono mix)" if cancelled else "silent")
     if duration_s < MIN_DURATION_S:
-        return bad(f"too short ({duration_s:.2f} s < {MIN_DURATION_S} s)")
+        return bad(f"too short ({duration_s * 1000:.0f} ms < {MIN_DURATION_S * 1000:.0f} ms)")
     return FileVerdict(path, True, None, duration_s, sample_rate, channels), _to_44k(mono, sample_rate)
 
 
@@ -494,6 +498,45 @@ def load_corpus(
             f"no usable audio in {given}: {_plural(len(skipped), 'file')} skipped (see warnings above)"
         )
     return Corpus(root_path, files, skipped)
+
+
+def pack_short_sounds(
+    sounds: Sequence[torch.Tensor], min_samples: int, *, gap_samples: int = round(PACK_GAP_S * SAMPLE_RATE)
+) -> tuple[list[torch.Tensor], list[list[int]]]:
+    """Training sequences (last axis: samples) from a corpus's sounds, one-shots packed.
+
+    A sound at least ``min_samples`` long stays as it is. Shorter ones are joined in corpus
+    order, ``gap_samples`` of silence apart, into packs of at least ``min_samples``; a last pack
+    still too short joins the one before it (alone, it is padded by the loader like any short
+    sequence). Returns the sequences in corpus order and, for each, the sounds it holds.
+    """
+    packs: list[list[int]] = []
+    current: list[int] = []
+    length = 0
+    for i, sound in enumerate(sounds):
+        if sound.shape[-1] >= min_samples:
+            packs.append([i])
+            continue
+        length += sound.shape[-1] + (gap_samples if current else 0)
+        current.append(i)
+        if length >= min_samples:
+            packs.append(current)
+            current, length = [], 0
+    if current:
+        short_packs = [pack for pack in packs if sounds[pack[0]].shape[-1] < min_samples]
+        if short_packs:
+            short_packs[-1] += current
+        else:
+            packs.append(current)
+    packs.sort(key=lambda pack: pack[0])
+    sequences = []
+    for pack in packs:
+        parts = [sounds[pack[0]]]
+        for i in pack[1:]:
+            silence = sounds[i].new_zeros((*sounds[i].shape[:-1], gap_samples))
+            parts += [silence, sounds[i]]
+        sequences.append(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])
+    return sequences, packs
 
 
 def _scan_root(root: Path, given: Path, on_skip: Callable[[FileVerdict], None] | None) -> list[Path]:

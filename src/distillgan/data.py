@@ -86,6 +86,17 @@ def fit_length(seq: torch.Tensor, length: int, fill: float = 0.0) -> torch.Tenso
     return torch.cat([seq, pad], dim=-1)
 
 
+def epoch_batches(lengths: Sequence[int], crop_len: int, batch_size: int, world_size: int = 1) -> int:
+    """Batches each process takes in an epoch: all ``world_size`` processes together see about
+    the sequences' total length once (one shorter than a crop counts as a crop); never zero.
+
+    Under DDP a step is one batch on every process (their gradients averaged into one update),
+    so this is also the epoch's number of steps.
+    """
+    total = sum(max(n, crop_len) for n in lengths)
+    return max(1, math.ceil(total / (crop_len * batch_size * max(1, world_size))))
+
+
 class RandomCropLoader:
     """An iterable of ``batches_per_epoch`` batches of random crops, with resumable state.
 
@@ -136,10 +147,8 @@ class RandomCropLoader:
             frame_lengths = torch.tensor([f.shape[-1] for f in frames], dtype=torch.long)
             self._frame_starts = torch.cumsum(frame_lengths, 0) - frame_lengths
             self.frames = torch.cat(list(frames), dim=-1)
-        total = int(lengths.sum())
-        # an epoch sees about the corpus's total length once (across all processes), never zero batches
-        self.batches_per_epoch = batches_per_epoch or max(
-            1, math.ceil(total / (crop_len * batch_size * max(1, world_size)))
+        self.batches_per_epoch = batches_per_epoch or epoch_batches(
+            lengths.tolist(), crop_len, batch_size, world_size
         )
         self._produced = 0  # batches handed out over the whole run
         self._resume_position = 0  # batches of the current epoch already consumed before a resume

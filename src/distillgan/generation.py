@@ -6,17 +6,24 @@ to hear how faithful a vocoder is on known material. Both use the best available
 (see :func:`vocoder_status`) and return the audio with a :class:`QualityBadge` saying what was
 used and how the result measures.
 
-Export policy. Audio leaves the vocoder at 44.1 kHz and is resampled to the requested rate
-with the project's one resampler (``distillgan.audio.resample``). Export never clips: when the
-signal at the export rate peaks above 0 dBFS (the vocoder's own clamp at full scale plus the
-resampler's overshoot can do that), the whole clip is scaled down so its peak sits at
-:data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. Nothing else is changed: no
-limiter, no normalisation of quieter clips. ``clipped_samples`` counts the samples the vocoder
-itself delivered at (or within 0.1 dB of) full scale: a HiFi-GAN ends in tanh, which squashes
-an overshoot just below 1.0 rather than past it, so |x| >= 1 alone would never see its
-clipping. That is clipping in the vocoded signal, not added by export. Generated clips get
-5 ms raised-cosine fades at both ends, so cutting the decoded stream to the exact duration
-leaves no click.
+Export policy. Audio leaves the vocoder at 44.1 kHz. Its DC offset and anything below
+:data:`HIGHPASS_HZ` are removed (a 2nd-order Butterworth high-pass run forwards and backwards:
+zero phase, so transients keep their shape, and no start-up thump where a clip begins on an
+offset, which a one-pole DC blocker would leave). It is then resampled to the requested rate
+with the project's one resampler (``distillgan.audio.resample``) and gets 5 ms raised-cosine
+fades at both ends, so it starts and ends at exactly zero and cutting it to the exact duration
+leaves no click; what the high-pass leaves of the mean (a short clip's lowest partials) is
+taken out under the same envelope, so the exported clip's mean is zero. ``loudness_lufs`` asks
+for loudness normalisation to that integrated loudness (ITU-R BS.1770, measured with
+pyloudnorm). Export never clips: when the signal peaks above 0 dBFS (the vocoder's own clamp
+at full scale plus the resampler's overshoot can do that, or normalisation), the whole clip is
+scaled down so its peak sits at :data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. No
+limiter, nothing else. ``clipped_samples`` counts the samples the vocoder itself delivered at
+(or within 0.1 dB of) full scale: a HiFi-GAN ends in tanh, which squashes an overshoot just
+below 1.0 rather than past it, so |x| >= 1 alone would never see its clipping. That is
+clipping in the vocoded signal, not added by export. The badge measures what is written:
+integrated loudness, peak, and the offset that was removed, and says plainly when the vocoder
+delivered mostly offset or the clip is near silence.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyloudnorm
 import torch
+from scipy.signal import butter, sosfiltfilt
 
 from distillgan import config as cfg_lib
 from distillgan.audio import load_audio, resample, write_audio
@@ -68,6 +77,12 @@ VocoderChoice = Literal["auto", "hifigan", "bigvgan"]
 
 EXPORT_CEILING_DBFS = -0.1
 FADE_S = 0.005
+HIGHPASS_HZ = 10.0  # below any musical fundamental (-0.26 dB at 20 Hz), above slow offset drift
+LOUDNESS_RANGE = (-60.0, 0.0)  # LUFS a clip may be normalised to
+# BS.1770 integrates 400 ms blocks: a shorter clip has no integrated loudness.
+LOUDNESS_BLOCK_S = 0.4
+NEAR_SILENCE_DB = -50.0  # LUFS (dBFS RMS for a clip too short to meter): barely audible
+DC_NOTICE_DBFS = -60.0  # a removed offset below this is not worth a word
 # Mel frames per STFT block when vocoding a file (bounded memory for long inputs).
 FILE_MEL_CHUNK_FRAMES = 4096
 SILENCE_DBFS = -200.0
@@ -102,6 +117,13 @@ class QualityBadge:
     peak_dbfs: float
     clipped_samples: int
     export_gain_db: float = 0.0  # < 0 when export lowered the level so that nothing clips
+    loudness_lufs: float | None = None  # integrated (BS.1770); None: shorter than 0.4 s, or silent
+    removed_dc_dbfs: float = SILENCE_DBFS  # the vocoder's DC offset, removed on export
+    loudness_gain_db: float = 0.0  # the gain of loudness normalisation, when asked for
+    notes: tuple[str, ...] = ()  # plain words on the level: mostly offset, near silence, not normalised
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notes", tuple(self.notes))  # a list when read back from JSON
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,13 +136,23 @@ class QualityBadge:
             f"{self.sample_rate} Hz",
             BIT_DEPTH_NAMES.get(self.bit_depth, self.bit_depth),
             f"peak {self.peak_dbfs:.1f} dBFS",
+            "loudness not measured (shorter than 0.4 s)"
+            if self.loudness_lufs is None and self.duration_s < LOUDNESS_BLOCK_S
+            else "silent"
+            if self.loudness_lufs is None
+            else f"{self.loudness_lufs:.1f} LUFS",
             "no clipping"
             if self.clipped_samples == 0
             else f"{self.clipped_samples} sample{'s' if self.clipped_samples != 1 else ''} clipped by the vocoder",
         ]
         lines.append(" · ".join(facts))
+        if self.removed_dc_dbfs > DC_NOTICE_DBFS:
+            lines.append(f"A DC offset of {self.removed_dc_dbfs:.1f} dBFS was removed.")
+        if self.loudness_gain_db:
+            lines.append(f"Loudness normalised: {self.loudness_gain_db:+.2f} dB.")
         if self.export_gain_db < 0:
             lines.append(f"Export lowered the level by {-self.export_gain_db:.2f} dB so that nothing clips.")
+        lines += self.notes
         if self.warning:
             lines.append(f"Warning: {self.warning}")
         return "\n".join(lines)
@@ -158,8 +190,8 @@ def _status_from_info(info: HiFiGANInfo | None) -> VocoderStatus:
     else:
         of_total = f" of {info.total_epochs}" if info.total_epochs and not info.complete else ""
         reason = (
-            f"the model's own vocoder ({info.epochs}{of_total} epochs) is not good enough yet: "
-            f"{info.comparison()}, above {GOOD_MEL_L1}; so the universal BigVGAN-v2 is used"
+            f"the model's own vocoder ({info.epochs}{of_total} epochs) is not good enough yet, "
+            f"{info.comparison()}, above {GOOD_MEL_L1}: the universal BigVGAN-v2 is used"
         )
     return VocoderStatus(
         has_hifigan=True,
@@ -256,16 +288,28 @@ def _load_vae_cached(path_text: str, inode: int, mtime_ns: int, size: int, devic
 # Checking arguments
 
 
-def _check_export(sample_rate: int, bit_depth: str) -> None:
+def check_export_args(*, sample_rate: int, bit_depth: str, loudness_lufs: float | None = None) -> None:
+    """What export refuses (:func:`generate` and :func:`vocode_file`), checked up front."""
     if sample_rate not in SAMPLE_RATES:
         raise DistillganError(
             f"sample rate {sample_rate} Hz is not offered: choose {', '.join(map(str, SAMPLE_RATES))}"
         )
     if bit_depth not in BIT_DEPTHS:
         raise DistillganError(f"bit depth {bit_depth!r} is not offered: choose {', '.join(BIT_DEPTHS)}")
+    low, high = LOUDNESS_RANGE
+    if loudness_lufs is not None and not (
+        isinstance(loudness_lufs, (int, float))
+        and not isinstance(loudness_lufs, bool)
+        and low <= loudness_lufs <= high
+    ):
+        raise DistillganError(
+            f"loudness must be between {low:g} and {high:g} LUFS (e.g. -14), got {loudness_lufs!r}"
+        )
 
 
-def check_generate_args(*, seed: int, duration_s: float, sample_rate: int, bit_depth: str) -> None:
+def check_generate_args(
+    *, seed: int, duration_s: float, sample_rate: int, bit_depth: str, loudness_lufs: float | None = None
+) -> None:
     """What :func:`generate` refuses, checked up front (one clear line per mistake)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise DistillganError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
@@ -277,7 +321,7 @@ def check_generate_args(*, seed: int, duration_s: float, sample_rate: int, bit_d
         raise DistillganError(
             f"duration must be between {MIN_DURATION_S:g} and {MAX_DURATION_S:g} seconds, got {duration_s!r}"
         )
-    _check_export(sample_rate, bit_depth)
+    check_export_args(sample_rate=sample_rate, bit_depth=bit_depth, loudness_lufs=loudness_lufs)
 
 
 def _model_file(model_path: Path) -> Path:
@@ -290,13 +334,50 @@ def _model_file(model_path: Path) -> Path:
 # Finishing and export
 
 
-def _fade_ends(audio: np.ndarray) -> np.ndarray:
-    n = min(len(audio) // 2, round(FADE_S * SAMPLE_RATE))
+def _dbfs(value: float) -> float:
+    return 20 * math.log10(value) if value > 0 else SILENCE_DBFS
+
+
+def _remove_dc(audio: np.ndarray) -> np.ndarray:
+    """The 44.1 kHz signal without its offset and sub-audio drift (see the module docstring).
+
+    float32 throughout: an hour of audio stays a few GB, and a biquad's float32 rounding sits
+    far below 16-bit resolution. The odd-symmetric padding (one period of the cutoff) starts the
+    filter in its steady state, so a clip that begins on an offset starts without a transient.
+    """
+    sos = butter(2, HIGHPASS_HZ, "highpass", fs=SAMPLE_RATE, output="sos").astype(np.float32)
+    padlen = min(len(audio) - 1, round(SAMPLE_RATE / HIGHPASS_HZ))
+    return sosfiltfilt(sos, audio, padlen=padlen).astype(np.float32, copy=False)
+
+
+def _fade_ends(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Raised-cosine fades at both ends, then the remaining mean taken out under the same
+    envelope: the clip starts and ends at exactly zero and its mean is zero."""
+    n = min(len(audio) // 2, round(FADE_S * sample_rate))
+    envelope = np.ones(len(audio), dtype=np.float32)
     if n > 0:
         ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, math.pi, n, endpoint=False))).astype(np.float32)
-        audio[:n] *= ramp
-        audio[-n:] *= ramp[::-1]
+        envelope[:n] = ramp
+        envelope[-n:] = ramp[::-1]
+    audio = audio * envelope
+    weight = float(envelope.sum(dtype=np.float64))
+    if weight > 0:
+        audio -= envelope * np.float32(audio.sum(dtype=np.float64) / weight)
     return audio
+
+
+def _loudness(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Integrated loudness in LUFS (BS.1770), or None: shorter than one 400 ms block, or silent."""
+    if len(audio) < LOUDNESS_BLOCK_S * sample_rate:
+        return None
+    value = float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.astype(np.float64)))
+    return value if math.isfinite(value) else None
+
+
+def _rms_dbfs(audio: np.ndarray) -> float:
+    return (
+        _dbfs(math.sqrt(float(np.mean(np.square(audio, dtype=np.float64))))) if audio.size else SILENCE_DBFS
+    )
 
 
 def _finish(
@@ -309,11 +390,41 @@ def _finish(
     sample_rate: int,
     bit_depth: str,
     clipped_samples: int,
+    loudness_lufs: float | None,
 ) -> Generation:
-    """Resample to the export rate, keep the peak within full scale, measure, and badge."""
-    out = resample(np.ascontiguousarray(audio, dtype=np.float32), SAMPLE_RATE, sample_rate)
-    if not np.isfinite(out).all():
+    """Remove the offset, resample to the export rate, fade, normalise if asked, keep the peak
+    within full scale, measure, and badge."""
+    raw = np.ascontiguousarray(audio, dtype=np.float32)
+    if not np.isfinite(raw).all():
         raise DistillganError("the vocoder produced non-finite audio (NaN/Inf); the model weights are broken")
+    offset = abs(float(raw.mean(dtype=np.float64))) if raw.size else 0.0
+    notes: list[str] = []
+    clean = _remove_dc(raw) if raw.size > 1 else raw
+    if offset > 0 and offset > float(raw.std(dtype=np.float64)):
+        notes.append(
+            f"Mostly offset: the vocoder delivered a constant offset ({_dbfs(offset):.1f} dBFS) louder than "
+            f"its sound ({_rms_dbfs(clean):.1f} dBFS RMS); the offset was removed."
+        )
+    out = _fade_ends(resample(clean, SAMPLE_RATE, sample_rate), sample_rate)
+    measured = _loudness(out, sample_rate)
+    level = measured if measured is not None else _rms_dbfs(out)
+    quiet = level < NEAR_SILENCE_DB
+    normalise_db = 0.0
+    if loudness_lufs is not None:
+        if len(out) < LOUDNESS_BLOCK_S * sample_rate:
+            notes.append(
+                f"Not normalised: a clip shorter than {LOUDNESS_BLOCK_S:g} s has no integrated loudness."
+            )
+        elif measured is None or quiet:
+            notes.append(
+                f"Not normalised to {loudness_lufs:g} LUFS: raising near silence would only raise noise."
+            )
+        else:
+            normalise_db = loudness_lufs - measured
+            out = (out * np.float32(10 ** (normalise_db / 20))).astype(np.float32)
+    if quiet:
+        what = f"{measured:.1f} LUFS" if measured is not None else f"{level:.1f} dBFS RMS"
+        notes.append(f"Near silence: the clip measures {what}.")
     peak = float(np.abs(out).max()) if out.size else 0.0
     gain_db = 0.0
     if peak > 1.0:
@@ -330,9 +441,13 @@ def _finish(
         sample_rate=sample_rate,
         bit_depth=bit_depth,
         duration_s=len(out) / sample_rate,
-        peak_dbfs=20 * math.log10(peak) if peak > 0 else SILENCE_DBFS,
+        peak_dbfs=_dbfs(peak),
         clipped_samples=clipped_samples,
         export_gain_db=gain_db,
+        loudness_lufs=_loudness(out, sample_rate),
+        removed_dc_dbfs=_dbfs(offset),
+        loudness_gain_db=normalise_db,
+        notes=tuple(notes),
     )
     return Generation(audio=np.ascontiguousarray(out, dtype=np.float32), badge=badge)
 
@@ -358,12 +473,20 @@ def generate(
     bit_depth: str = "16",
     bigvgan_dir: Path | None = None,
     download_progress: DownloadProgress | None = None,
+    loudness_lufs: float | None = None,
 ) -> Generation:
     """A new clip from the model: a seeded latent walk, decoded to a mel, then vocoded.
 
-    The same model, seed, duration and vocoder give the same audio.
+    The same model, seed, duration and vocoder give the same audio. ``loudness_lufs``
+    normalises the clip to that integrated loudness (see the module docstring).
     """
-    check_generate_args(seed=seed, duration_s=duration_s, sample_rate=sample_rate, bit_depth=bit_depth)
+    check_generate_args(
+        seed=seed,
+        duration_s=duration_s,
+        sample_rate=sample_rate,
+        bit_depth=bit_depth,
+        loudness_lufs=loudness_lufs,
+    )
     path = _model_file(model_path)
     device = _device()
     vae = load_vae(path, device)
@@ -380,7 +503,7 @@ def generate(
     audio = voc.vocode(mel)[:samples]
     clipped = _full_scale_samples(audio)
     return _finish(
-        _fade_ends(audio),
+        audio,
         vocoder=voc,
         reason=reason,
         warning=warning,
@@ -388,6 +511,7 @@ def generate(
         sample_rate=sample_rate,
         bit_depth=bit_depth,
         clipped_samples=clipped,
+        loudness_lufs=loudness_lufs,
     )
 
 
@@ -424,13 +548,14 @@ def vocode_file(
     bit_depth: str = "16",
     bigvgan_dir: Path | None = None,
     download_progress: DownloadProgress | None = None,
+    loudness_lufs: float | None = None,
 ) -> Generation:
     """The mel of ``input_path`` through the model's best vocoder: hear the vocoder's fidelity.
 
     The input is read as mono 44.1 kHz (any format and rate the audio core reads); the output
-    has the input's duration.
+    has the input's duration and is exported as :func:`generate`'s clips are.
     """
-    _check_export(sample_rate, bit_depth)
+    check_export_args(sample_rate=sample_rate, bit_depth=bit_depth, loudness_lufs=loudness_lufs)
     path = _model_file(model_path)
     audio = load_audio(Path(input_path).expanduser())
     if len(audio) < HOP_LENGTH:
@@ -453,6 +578,7 @@ def vocode_file(
         sample_rate=sample_rate,
         bit_depth=bit_depth,
         clipped_samples=_full_scale_samples(out),
+        loudness_lufs=loudness_lufs,
     )
 
 
@@ -501,6 +627,7 @@ __all__ = [
     "QualityBadge",
     "VocoderChoice",
     "VocoderStatus",
+    "check_export_args",
     "check_generate_args",
     "file_mel",
     "generate",

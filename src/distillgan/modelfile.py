@@ -847,8 +847,11 @@ class ModelLock:
     * a second ``open()`` of the lock file conflicts even inside the same process (two threads,
       two UI tabs), so every ModelLock object is its own holder.
 
-    The lock file is never deleted: deleting it would let two processes lock two different
-    inodes at the same time. Releasing only clears the holder description.
+    A lock file outlives its holder beside a model file. When there is no model file (a failed
+    creation, a model deleted or renamed), the holder deletes the lock file before unlocking,
+    so nothing is left behind. That is safe because acquiring checks, once locked, that the
+    path still names the file it locked, and starts over otherwise: a process that opened the
+    old file before it was deleted never holds a lock on it while another locks a new one.
     """
 
     def __init__(self, path: str | Path, *, owner: str) -> None:
@@ -870,6 +873,31 @@ class ModelLock:
         """Take the lock without waiting; ModelLockedError names the holder if it is taken."""
         if self._fd is not None:
             raise RuntimeError(f"this ModelLock for {self.path} is already acquired")
+        fd = self._lock_file()
+        while not self._still_named(fd):  # its holder deleted it after we opened it: take the new one
+            os.close(fd)
+            fd = self._lock_file()
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "owner": self.owner, "since": _utc_now()}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
+        except OSError as exc:
+            os.close(fd)  # closing the only descriptor releases the flock
+            raise self._cannot_lock(exc) from exc
+        self._fd, self._pid = fd, os.getpid()
+        _remove_orphaned_temps(self.path)
+        return self
+
+    def _still_named(self, fd: int) -> bool:
+        try:
+            named = os.stat(self.lock_path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+    def _lock_file(self) -> int:
+        """The lock file, opened (created if need be) and flocked; raises if another holds it."""
         try:
             # never through a link: one planted in a shared folder would have us truncate its target
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
@@ -895,16 +923,7 @@ class ModelLock:
         except OSError as exc:
             os.close(fd)
             raise self._cannot_lock(exc) from exc
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "owner": self.owner, "since": _utc_now()}
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
-        except OSError as exc:
-            os.close(fd)  # closing the only descriptor releases the flock
-            raise self._cannot_lock(exc) from exc
-        self._fd, self._pid = fd, os.getpid()
-        _remove_orphaned_temps(self.path)
-        return self
+        return fd
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -914,6 +933,8 @@ class ModelLock:
             if self._pid == os.getpid():  # a forked child must not unlock its parent's lock
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, 0)
+                    if not os.path.lexists(self.path) and self._still_named(fd):  # no model: nothing to guard
+                        os.unlink(self.lock_path)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ from distillgan.config import VAEConfig, json_attr, stored_count
 from distillgan.errors import ConfigError, DistillganError
 from distillgan.modelfile import ModelLock, Section
 from distillgan.progress import CancelToken, ProgressListener
+
+# The global RNGs initialise a network: runs started by threads of one process (the UI's
+# jobs) seed and build under this lock, so each run's weights are what its seed says.
+# Training itself draws from per-step generators only.
+_SEEDING = threading.Lock()
 
 VAE_TARGET_STEPS = 2000
 VOCODER_TARGET_STEPS = 20_000
@@ -100,19 +106,24 @@ def quiet_lightning() -> None:
 
 
 def vae_epochs_for(steps_per_epoch: int) -> int:
-    """About VAE_TARGET_STEPS steps in all, within 10..1000 epochs."""
+    """About VAE_TARGET_STEPS steps in all, within 10..1000 epochs (under DDP a step is one batch
+    on every process)."""
     return max(10, min(1000, math.ceil(VAE_TARGET_STEPS / max(1, steps_per_epoch))))
 
 
 def vocoder_epochs_for(steps_per_epoch: int, warmup_steps: int = 0) -> int:
-    """About VOCODER_TARGET_STEPS adversarial steps after the warm-up, within 5..5000 epochs."""
+    """About VOCODER_TARGET_STEPS adversarial steps after the warm-up, within 5..5000 epochs
+    (under DDP a step is one batch on every process)."""
     target = warmup_steps + VOCODER_TARGET_STEPS
     return max(5, min(5000, math.ceil(target / max(1, steps_per_epoch))))
 
 
-def steps_per_epoch(lengths: list[int], crop: int, batch_size: int) -> int:
-    """Batches in an epoch that sees about the whole (training) corpus once; never zero."""
-    return max(1, math.ceil(sum(lengths) / (crop * batch_size)))
+def steps_per_epoch(lengths: list[int], crop: int, batch_size: int, world_size: int = 1) -> int:
+    """Steps in an epoch that sees about the whole (training) corpus once across ``world_size``
+    processes; never zero. The crop loader's own count (:func:`distillgan.data.epoch_batches`)."""
+    from distillgan.data import epoch_batches
+
+    return epoch_batches(lengths, crop, batch_size, world_size)
 
 
 def check_model_corpus(
@@ -202,15 +213,57 @@ def resume_epoch(epochs_completed: Any) -> int:
     return (stored_count(epochs_completed) or 0) + 1
 
 
-def _strategy(strategy: str) -> str:
-    """Lightning's DDP strategies, made to tolerate parameters without gradients in a backward.
+def _lightning_trainer(options: TrainerOptions, **settings: Any) -> Any:
+    """``L.Trainer`` on ``options``' accelerator, devices, nodes and strategy; a value Lightning
+    refuses becomes one clear error."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    quiet_lightning()
+    try:
+        return L.Trainer(
+            accelerator=options.accelerator,
+            devices=options.devices,
+            num_nodes=options.num_nodes,
+            strategy=options.strategy,
+            **settings,
+        )
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
+        # e.g. an unknown --accelerator, a GPU asked for on a machine without one, a bad --devices
+        raise ConfigError(f"cannot set up training: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _probe(options: TrainerOptions) -> Any:
+    """The Trainer ``options`` resolve to, built and dropped (nothing starts): its strategy and
+    world size are Lightning's own answers, for torchrun and srun too."""
+    return _lightning_trainer(
+        options,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def _gan_options(options: TrainerOptions) -> tuple[TrainerOptions, int]:
+    """``options`` for the vocoder, as Lightning resolves them (from a Trainer built and dropped;
+    nothing starts): a strategy whose DDP tolerates parameters without gradients in a backward,
+    whether DDP was asked for or Lightning chose it (``auto`` on several devices or nodes,
+    torchrun, srun), and the run's number of processes.
 
     The GAN step runs one backward per network (and the warm-up never touches the
     discriminators), which plain DDP reports as an error.
     """
-    if strategy in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook"):
-        return f"{strategy}_find_unused_parameters_true"
-    return strategy
+    from lightning.pytorch.strategies import DDPStrategy
+
+    probe = _probe(options)
+    strategy = options.strategy
+    if isinstance(probe.strategy, DDPStrategy):
+        if strategy == "auto":  # Lightning's own choice: ddp, or ddp_fork in an interactive session
+            strategy = "ddp_fork" if probe.strategy.launcher.is_interactive_compatible else "ddp"
+        if strategy in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook"):
+            strategy = f"{strategy}_find_unused_parameters_true"
+    return replace(options, strategy=strategy), probe.world_size
 
 
 def _trainer(
@@ -224,37 +277,27 @@ def _trainer(
     val_every: int,
     steps_per_epoch: int,
 ) -> Any:
-    import lightning as L
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    quiet_lightning()
     logger = TensorBoardLogger(
         save_dir=str(run_dir(model_path)),
         name="tensorboard",
         version=f"{stage}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
         default_hp_metric=False,
     )
-    try:
-        return L.Trainer(
-            max_epochs=max_epochs,
-            accelerator=options.accelerator,
-            devices=options.devices,
-            num_nodes=options.num_nodes,
-            strategy=options.strategy,
-            precision=options.precision or precision,  # type: ignore[arg-type]
-            logger=logger,
-            callbacks=callbacks,
-            enable_checkpointing=True,  # our ModelFileCheckpoint replaces the default ModelCheckpoint
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            check_val_every_n_epoch=val_every,
-            log_every_n_steps=max(1, min(50, steps_per_epoch)),
-        )
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
-        # e.g. an unknown --accelerator, a GPU asked for on a machine without one, a bad --devices
-        raise ConfigError(f"cannot set up training: {str(exc).strip().splitlines()[0]}") from exc
+    return _lightning_trainer(
+        options,
+        max_epochs=max_epochs,
+        precision=options.precision or precision,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=True,  # our ModelFileCheckpoint replaces the default ModelCheckpoint
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=val_every,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+    )
 
 
 def _check_replaceable(model_path: Path) -> None:
@@ -332,13 +375,17 @@ def train_vae(
 
     options = options or TrainerOptions(accelerator=cfg.train.accelerator)
     cancel = cancel or CancelToken()
-    L.seed_everything(cfg.train.seed, verbose=False)
     datamodule = VAEDataModule([f.audio for f in corpus.files], cfg)
     per_epoch = steps_per_epoch(
-        [m.shape[-1] for m in datamodule.train_mels], cfg.train.chunk_frames, cfg.train.batch_size
+        [m.shape[-1] for m in datamodule.train_mels],
+        cfg.train.chunk_frames,
+        cfg.train.batch_size,
+        _probe(options).world_size,
     )
     epochs = cfg.train.epochs or vae_epochs_for(per_epoch)
-    module = VAEModule(cfg, total_epochs=epochs)
+    with _SEEDING:
+        L.seed_everything(cfg.train.seed, verbose=False)
+        module = VAEModule(cfg, total_epochs=epochs)
     module.vae.set_normalization(*datamodule.mel_statistics())
     val_every = max(1, epochs // 50)
     dataset = Section(attrs={"manifest": build_manifest(corpus)})
@@ -408,9 +455,8 @@ def train_vocoder(
     from distillgan.vocoders.prior import starting_weights
 
     t = cfg.train
-    options = options or TrainerOptions(accelerator=t.accelerator)
+    options, world_size = _gan_options(options or TrainerOptions(accelerator=t.accelerator))
     cancel = cancel or CancelToken()
-    L.seed_everything(t.seed, verbose=False)
     vae = None
     if t.vae_aware_fraction > 0 and model_path.exists() and open_model(model_path).has("vae"):
         from distillgan.generation import load_vae
@@ -422,12 +468,15 @@ def train_vocoder(
         names=[os.path.relpath(f.path, corpus.root) for f in corpus.files],
         vae=vae,
     )
+    # a recipe's fixed steps_per_epoch counts steps, which every process takes together
     per_epoch = t.steps_per_epoch or steps_per_epoch(
-        [a.shape[-1] for a in datamodule.train_audio], t.segment_samples, t.batch_size
+        [a.shape[-1] for a in datamodule.train_audio], t.segment_samples, t.batch_size, world_size
     )
     total_epochs = epochs or t.epochs or vocoder_epochs_for(per_epoch, t.warmup_steps)
     start = None if resume else starting_weights(t.init, model_path.parent, exclude=model_path)
-    module = HiFiGANModule(cfg, total_epochs=total_epochs, start=start)
+    with _SEEDING:
+        L.seed_everything(t.seed, verbose=False)
+        module = HiFiGANModule(cfg, total_epochs=total_epochs, start=start)
     checkpoint = ModelFileCheckpoint(
         model_path,
         "vocoder",
@@ -446,7 +495,6 @@ def train_vocoder(
     if listener is not None:
         callbacks.append(ProgressReporter(listener, "vocoder"))
     callbacks.extend(extra_callbacks or [])
-    options = TrainerOptions(**{**options.__dict__, "strategy": _strategy(options.strategy)})
     trainer = _trainer(
         model_path=model_path,
         stage="vocoder",

@@ -161,6 +161,8 @@ def test_download_bar_draws_only_when_called() -> None:
         (["generate", "good", "-o", "clip.mp3"], ["must end in .wav or .flac"]),
         (["generate", "good", "-o", "clip.flac", "--bit-depth", "32f"], ["FLAC holds 16- or 24-bit"]),
         (["generate", "good", "-o", "missing/clip.wav"], ["does not exist"]),
+        (["generate", "good", "--loudness", "3"], ["loudness must be between -60 and 0 LUFS"]),
+        (["vocode", "good", "missing.wav", "--loudness", "-80"], ["loudness must be between -60 and 0"]),
         (["vocode", "good", "missing.wav"], ["cannot read missing.wav"]),
         (["vocode", "good"], ["Missing argument 'INPUT'"]),
     ],
@@ -194,6 +196,23 @@ def test_vocode_a_file(cli: CliRun, models_dir: Path, tmp_path: Path) -> None:
     as_json = cli(["vocode", "good", str(source), "--json", "-o", str(tmp_path / "v.wav")])
     data = json.loads(as_json.stdout)
     assert data["seed"] is None and data["path"] == str(tmp_path / "v.wav")
+
+
+def test_loudness_normalisation_on_export(cli: CliRun, models_dir: Path, tmp_path: Path) -> None:
+    import pyloudnorm
+
+    add_model(models_dir, "good", GOOD)
+    source = tmp_path / "pluck.wav"
+    write_audio(source, synth_pluck(1.2, seed=2, freq=196.0), SAMPLE_RATE)
+    for args in (["generate", "good", "--duration", "1.5"], ["vocode", "good", str(source)]):
+        result = cli([*args, "--loudness", "-20", "--json", "-o", str(tmp_path / "out.wav"), "--overwrite"])
+        assert result.exit_code == 0, result.stderr
+        badge = json.loads(result.stdout)
+        written, rate = sf.read(badge["path"], dtype="float64")
+        assert badge["loudness_lufs"] == pytest.approx(
+            pyloudnorm.Meter(rate).integrated_loudness(written), abs=0.01
+        )
+        assert badge["loudness_lufs"] == pytest.approx(-20.0, abs=0.05) and badge["loudness_gain_db"] != 0
 
 
 def test_help_stays_light() -> None:

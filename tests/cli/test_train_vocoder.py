@@ -71,6 +71,7 @@ def test_unfinished_run_asks_resume_or_fresh_every_time(
     # no terminal, no flag: refuse rather than guess, and change nothing
     refused = cli(["train", "vocoder", "tiny", *TINY])
     assert_one_line_error(refused, "--resume or --fresh")
+    assert "Resume from epoch" not in refused.stdout  # a question nobody can answer is not shown
     assert vae_model.read_bytes() == before
 
     resumed = cli(["train", "vocoder", "tiny"], input="resume\n")

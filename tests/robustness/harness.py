@@ -109,7 +109,7 @@ def cli_env(models_dir: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     env.pop("LOCAL_RANK", None)
-    env.pop("DISTILLGAN_RESUME_DECISION", None)
+    env.pop("DISTILLGAN_RUN_DECISION", None)
     return env
 
 

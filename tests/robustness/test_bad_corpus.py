@@ -75,7 +75,8 @@ KINDS: dict[str, tuple[Callable[[Path], None], str | None]] = {
     "silence.flac": (lambda p: write(p, np.zeros((44_100, 2), np.float32), 44_100, "PCM_16"), "silent"),
     "nan.wav": (nan_inside, "contains NaN/Inf"),
     "inf.wav": (inf_inside, "contains NaN/Inf"),
-    "blip.wav": (lambda p: write(p, tone(0.1, 44_100), 44_100, "PCM_16"), "too short (0.10 s < 0.5 s)"),
+    "hit.wav": (lambda p: write(p, tone(0.1, 44_100), 44_100, "PCM_16"), None),  # a one-shot: kept
+    "blip.wav": (lambda p: write(p, tone(0.01, 44_100), 44_100, "PCM_16"), "too short (10 ms < 20 ms)"),
     "loop.wav": (lambda p: p.symlink_to(p), "unreadable (Too many levels of symbolic links)"),
     "gone.wav": (lambda p: p.symlink_to(p.parent / "nowhere.wav"), "file not found (broken link?)"),
     "locked.wav": (lambda p: write(p, tone(0.8, 44_100), 44_100, "PCM_16"), "permission denied"),

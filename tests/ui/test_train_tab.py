@@ -185,3 +185,24 @@ def test_model_names_from_the_browser_are_names_never_paths(served, tmp_path: Pa
     assert victim.read_bytes() == before
     assert sorted(p.name for p in victim.parent.iterdir()) == ["victim.distillgan", "victim.distillgan.lock"]
     assert not (tmp_path / "generated").exists() and not list(tmp_path.glob("*.wav"))
+
+
+def test_start_from_chooses_where_the_vocoder_starts(page, vae_model, recipes) -> None:
+    """The "Start from" box reaches the run: the prior refuses the tiny recipe's generator shape
+    in one line; scratch trains, and the model file records it."""
+    name = vae_model.stem
+    choose(page, "train-model", name)
+    expect(page.locator("#vocoder-start")).to_be_enabled()
+    open_advanced(page, "vocoder")
+    field(page, "vocoder-recipe-file").fill(str(recipes["vocoder"]))
+    field(page, "vocoder-epochs").fill("1")
+    choose(page, "vocoder-init", "Universal prior (fine-tune)")
+    page.locator("#vocoder-start").click()
+    status = page.locator("#vocoder-status")
+    expect(status).to_contain_text("cannot start from the prior", timeout=60_000)
+    assert not open_model(vae_model).has("vocoder")
+
+    choose(page, "vocoder-init", "Scratch")
+    page.locator("#vocoder-start").click()
+    expect(status).to_contain_text("Vocoder training complete", timeout=90_000)
+    assert open_model(vae_model).attrs("vocoder")["started_from"] == "scratch"

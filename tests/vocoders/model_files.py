@@ -123,10 +123,12 @@ def vocoder_sections(
     cfg: HiFiGANConfig = TINY_HIFIGAN,
     seed: int = 0,
     output_gain: float = 0.1,
+    output_bias: float = 0.0,
     bigvgan_val_mel_l1: float | None = None,
 ) -> dict[str, Any]:
     """``output_gain`` scales the last conv: 0.1 gives a moderate level, large values drive the
-    final tanh to full scale (a clipping vocoder)."""
+    final tanh to full scale (a clipping vocoder). ``output_bias`` is the last conv's bias: with
+    a small gain, a vocoder that delivers mostly a constant offset (as a barely trained one can)."""
     torch.manual_seed(seed)
     module = HiFiGANModule(
         VocoderConfig(generator=cfg, train=VocoderTrainConfig()), total_epochs=total_epochs
@@ -134,6 +136,7 @@ def vocoder_sections(
     unit_gain_(module.generator, seed)
     with torch.no_grad():
         module.generator.conv_post.parametrizations.weight.original0.mul_(output_gain)
+        module.generator.conv_post.bias.fill_(output_bias)
     module.val_history = [] if val_mel_l1 is None else [val_mel_l1 + 1.0, val_mel_l1]
     module.best_epoch = epochs if val_mel_l1 is not None else 0
     module.bigvgan_val_mel_l1 = bigvgan_val_mel_l1

@@ -6,6 +6,7 @@ it shows is exactly what a user gets from those commands.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import click
 from distillgan.cli.common import console_for, models_dir_option
 from distillgan.cli.train import VOCODER_RECIPES
 from distillgan.config import json_attr
-from distillgan.errors import DistillganError
+from distillgan.errors import DistillganError, VocoderUnavailableError
 
 DEMO_CORPUS_FOLDER = "example-corpus"
 
@@ -118,7 +119,8 @@ def demo_command(
 
     clip = run_dir(model_path) / f"{name}-seed{seed}.wav"
     console.print(f"Generating {duration:g} s (seed {seed}) with the best vocoder:")
-    ctx.invoke(
+    generate = functools.partial(
+        ctx.invoke,
         generate_command,
         model=str(model_path),
         seed=seed,
@@ -126,6 +128,15 @@ def demo_command(
         output=clip,
         overwrite=True,
     )
+    try:
+        generate()
+    except VocoderUnavailableError as error:
+        # auto wanted BigVGAN-v2 and it cannot be had (offline, not cached): the demo still
+        # plays something, by choosing the model's own vocoder by hand (its badge warns)
+        console.print(
+            f"[yellow]BigVGAN-v2 is unavailable[/yellow] ({error}); rendering with the model's own vocoder"
+        )
+        generate(vocoder="hifigan")
     runs = run_dir(model_path)
     console.print(
         "\n[bold]Done.[/bold]\n"

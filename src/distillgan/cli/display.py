@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,9 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("lr", "learning rate"),
     ],
 }
+# Without a terminal the live table cannot redraw: a plain line per epoch instead, and one at
+# least this often within a long epoch.
+PLAIN_LINE_INTERVAL_S = 30.0
 
 
 def format_eta(seconds: float | None) -> str:
@@ -39,12 +43,18 @@ def format_eta(seconds: float | None) -> str:
 
 
 class TrainingDisplay:
-    """A live table (epoch, losses, ETA) above a progress bar; call it with each event."""
+    """A live table (epoch, losses, ETA) above a progress bar; call it with each event.
+
+    Output that is not a terminal (a log file, a pipe) gets the table's figures as one plain
+    line per epoch, and every PLAIN_LINE_INTERVAL_S within a long one; the table itself is
+    printed once, at the end.
+    """
 
     def __init__(self, console: Console, stage: str) -> None:
         self.console = console
         self.stage = stage
         self.last: ProgressEvent | None = None
+        self.last_line_at = time.monotonic()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=console
         )
@@ -64,6 +74,17 @@ class TrainingDisplay:
             table.add_row(f"{e.epoch}/{e.total_epochs}", *values, format_eta(e.eta_s))
         return Group(table, self.progress)
 
+    def plain_line(self, event: ProgressEvent) -> str:
+        """The table's figures as one line, e.g. ``epoch 3/200 · step 24/1600 · G loss 41.2 · … · ETA 5:12``."""
+        figures = [
+            f"epoch {event.epoch}/{event.total_epochs}",
+            f"step {event.step}/{event.total_steps or '?'}",
+        ]
+        figures += [
+            f"{title} {event.metrics[k]:.4g}" for k, title in COLUMNS[self.stage] if k in event.metrics
+        ]
+        return " · ".join([*figures, f"ETA {format_eta(event.eta_s)}"])
+
     def __call__(self, event: ProgressEvent) -> None:
         if event.kind == "start" and event.path:
             self.console.print(f"TensorBoard: tensorboard --logdir {escape(event.path)}", soft_wrap=True)
@@ -71,6 +92,13 @@ class TrainingDisplay:
             self.last = event
             self.progress.update(self.task, total=event.total_steps or None, completed=event.step)
             self.live.update(self._render())
+        now = time.monotonic()
+        if not self.console.is_terminal and (
+            event.kind == "epoch"
+            or (event.kind == "step" and now - self.last_line_at >= PLAIN_LINE_INTERVAL_S)
+        ):
+            self.console.print(self.plain_line(event), markup=False, highlight=False, soft_wrap=True)
+            self.last_line_at = now
         elif event.kind == "preview" and event.path is None:  # it could not be written
             self.console.print(f"[yellow]warning:[/yellow] {escape(event.message)}", soft_wrap=True)
         elif event.kind == "preview":

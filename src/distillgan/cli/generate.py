@@ -56,6 +56,14 @@ def _output_options(f: Any) -> Any:
             default=None,
             help="Output .wav or .flac (default: a new file in the current folder).",
         ),
+        click.option(
+            "--loudness",
+            type=float,
+            default=None,
+            metavar="LUFS",
+            help="Normalise to this integrated loudness (BS.1770), e.g. -14; the peak still stays "
+            "below 0 dBFS. Default: the level as vocoded.",
+        ),
         click.option("--overwrite", is_flag=True, help="Replace the output file if it exists."),
         click.option("--json", "as_json", is_flag=True, help="Print the quality badge as one JSON object."),
         click.option(
@@ -179,6 +187,7 @@ def generate_command(
     sample_rate: str,
     bit_depth: str,
     output: Path | None,
+    loudness: float | None,
     overwrite: bool,
     as_json: bool,
     bigvgan_dir: Path | None,
@@ -187,14 +196,21 @@ def generate_command(
     """Generate a new clip from MODEL (a name in the models folder, or a .distillgan path).
 
     Writes ./MODEL-seedN.wav unless -o is given (never overwriting an existing file) and
-    prints the quality badge: vocoder used and why, seed, rate, depth, peak, clipping.
+    prints the quality badge: vocoder used and why, seed, rate, depth, loudness, peak, the
+    DC offset removed, clipping.
     """
     from distillgan.generation import check_generate_args, generate, write_generation
     from distillgan.modelfile import resolve_model
 
     path = resolve_model(model, models_dir)
     seed = secrets.randbelow(RANDOM_SEED_LIMIT) if seed is None else seed
-    check_generate_args(seed=seed, duration_s=duration, sample_rate=int(sample_rate), bit_depth=bit_depth)
+    check_generate_args(
+        seed=seed,
+        duration_s=duration,
+        sample_rate=int(sample_rate),
+        bit_depth=bit_depth,
+        loudness_lufs=loudness,
+    )
     check_output(output, bit_depth, overwrite)
     err = console_for(stderr=True)
     _announce(err, f"Generating {duration:g} s from '{path.stem}' (seed {seed})…")
@@ -209,6 +225,7 @@ def generate_command(
             bit_depth=bit_depth,
             bigvgan_dir=bigvgan_dir,
             download_progress=bar,
+            loudness_lufs=loudness,
         )
     finally:
         bar.close()
@@ -228,6 +245,7 @@ def vocode_command(
     sample_rate: str,
     bit_depth: str,
     output: Path | None,
+    loudness: float | None,
     overwrite: bool,
     as_json: bool,
     bigvgan_dir: Path | None,
@@ -237,10 +255,11 @@ def vocode_command(
 
     Writes ./INPUT-vocoded-VOCODER.wav unless -o is given (never overwriting an existing file).
     """
-    from distillgan.generation import vocode_file, write_generation
+    from distillgan.generation import check_export_args, vocode_file, write_generation
     from distillgan.modelfile import resolve_model
 
     path = resolve_model(model, models_dir)
+    check_export_args(sample_rate=int(sample_rate), bit_depth=bit_depth, loudness_lufs=loudness)
     check_output(output, bit_depth, overwrite)
     err = console_for(stderr=True)
     _announce(err, f"Vocoding {input_file} with '{path.stem}'…")
@@ -254,6 +273,7 @@ def vocode_command(
             bit_depth=bit_depth,
             bigvgan_dir=bigvgan_dir,
             download_progress=bar,
+            loudness_lufs=loudness,
         )
     finally:
         bar.close()

@@ -23,7 +23,7 @@ def train() -> None:
 
 @cli.group()
 def model() -> None:
-    """List and inspect models."""
+    """List, inspect, rename and delete models."""
 
 
 from distillgan.cli import generate as _generate  # noqa: E402
@@ -34,6 +34,8 @@ train.add_command(_train.train_vae_command)
 train.add_command(_train.train_vocoder_command)
 model.add_command(_models.model_list)
 model.add_command(_models.model_info)
+model.add_command(_models.model_rename)
+model.add_command(_models.model_delete)
 cli.add_command(_generate.generate_command)
 cli.add_command(_generate.vocode_command)
 from distillgan.cli.demo import demo_command  # noqa: E402

@@ -1,4 +1,4 @@
-"""`distillgan model list|info`."""
+"""`distillgan model list|info|rename|delete`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from distillgan.cli.common import console_for, models_dir_option
+from distillgan.cli.common import ask_yes, console_for, models_dir_option
 from distillgan.config import json_attr
 
 
@@ -201,3 +201,54 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         console.print(escape("vocoder: none yet (train one: distillgan train vocoder " + info["name"] + ")"))
     auto = info["auto_vocoder"]
     console.print(escape(f"auto vocoder: {auto['choice']} — {auto['reason']}"))
+
+
+@click.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Delete without asking.")
+@models_dir_option
+def model_delete(name: str, yes: bool, models_dir: Path | None) -> None:
+    """Delete model NAME: its file and its run folder (TensorBoard logs, previews).
+
+    Asks first (--yes answers it); a model in use (training anywhere) is refused.
+    """
+    from distillgan.library import delete_model
+    from distillgan.modelfile import resolve_model
+
+    path = resolve_model(name, models_dir)
+    delete_model(
+        path,
+        confirm=None
+        if yes
+        else lambda what: ask_yes(
+            f"Delete {what}? This cannot be undone.",
+            "nothing was deleted: pass --yes to confirm without a terminal",
+        ),
+    )
+    click.echo(f"Deleted model '{path.stem}'.")
+
+
+@click.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.option("--yes", is_flag=True, help="Rename without asking.")
+@models_dir_option
+def model_rename(old: str, new: str, yes: bool, models_dir: Path | None) -> None:
+    """Rename model OLD to NEW, its run folder (TensorBoard logs, previews) with it.
+
+    Asks first (--yes answers it); a model in use (training anywhere) is refused.
+    """
+    from distillgan.library import rename_model
+    from distillgan.modelfile import resolve_model
+
+    path = resolve_model(old, models_dir)
+    target = rename_model(
+        path,
+        new,
+        confirm=None
+        if yes
+        else lambda what: ask_yes(
+            f"Rename {what}?", "nothing was renamed: pass --yes to confirm without a terminal"
+        ),
+    )
+    click.echo(f"Renamed model '{path.stem}' to '{target.stem}': {target}")

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from distillgan.cli.common import (
+    Launch,
     ask_choice,
     ask_yes,
     build_trainer_options,
@@ -68,7 +69,9 @@ def train_vae_command(
     from distillgan.progress import CancelToken
     from distillgan.training import resume_epoch, train_vae
 
+    launch = Launch.current(num_nodes)
     console, err = console_for(), console_for(stderr=True)
+    console.quiet = err.quiet = not launch.rank_zero  # the other ranks train silently; rank zero reports
     overrides: dict[str, Any] = {"train": {}}
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
@@ -84,32 +87,37 @@ def train_vae_command(
         raise DistillganError(
             f"cannot create the models folder {model_path.parent} ({exc.strerror})"
         ) from exc
-    lock = ModelLock(model_path, owner="distillgan train vae").acquire()
+    lock = ModelLock(model_path, owner="distillgan train vae").acquire() if launch.rank_zero else None
     try:
         resume = False
-        if model_path.exists():
-            reader = open_model(model_path)
-            if reader.has("vae_checkpoint") and not overwrite:
-                epoch = resume_epoch(json_attr(reader.attrs("vae").get("summary")).get("epochs_completed"))
-                if resume_flag is None:
-                    resume_flag = ask_choice(
-                        f"Model '{model_path.stem}' has an unfinished VAE run. Resume from epoch {epoch} or start fresh?",
-                        ["resume", "fresh"],
-                        "an unfinished VAE run exists: pass --resume or --fresh",
+        with launch.agreed():
+            if model_path.exists():
+                reader = open_model(model_path)
+                if reader.has("vae_checkpoint") and not overwrite:
+                    epoch = resume_epoch(
+                        json_attr(reader.attrs("vae").get("summary")).get("epochs_completed")
                     )
-                resume = resume_flag == "resume"
-            if not resume and not overwrite:
-                raise DistillganError(
-                    f"model '{model_path.stem}' already exists at {model_path}: choose another --name or pass --overwrite"
-                )
-            if resume:
-                stored = json_attr(reader.attrs("vae").get("config"))  # untrusted: validated below
-                if not stored:
+                    resume_flag = resume_flag or launch.decision
+                    if resume_flag is None:
+                        resume_flag = ask_choice(
+                            f"Model '{model_path.stem}' has an unfinished VAE run. Resume from epoch {epoch} or start fresh?",
+                            ["resume", "fresh"],
+                            "an unfinished VAE run exists: pass --resume or --fresh",
+                            may_ask=launch.may_ask,
+                        )
+                    resume = resume_flag == "resume"
+                if not resume and not overwrite:
                     raise DistillganError(
-                        f"model '{model_path.stem}' has no usable stored VAE config to resume with: "
-                        "start over with --fresh"
+                        f"model '{model_path.stem}' already exists at {model_path}: choose another --name or pass --overwrite"
                     )
-                cfg = load_vae_config(None, stored)
+                if resume:
+                    stored = json_attr(reader.attrs("vae").get("config"))  # untrusted: validated below
+                    if not stored:
+                        raise DistillganError(
+                            f"model '{model_path.stem}' has no usable stored VAE config to resume with: "
+                            "start over with --fresh"
+                        )
+                    cfg = load_vae_config(None, stored)
         corpus_data = load_corpus_verbose(corpus, console, err)
         # --overwrite: the run's first save replaces the model (kept whole until then)
         token = CancelToken()
@@ -117,13 +125,17 @@ def train_vae_command(
             accelerator, precision, devices, num_nodes, strategy, cfg.train.accelerator
         )
         console.print(f"Training VAE for model '{model_path.stem}' — Ctrl+C saves and stops")
-        with TrainingDisplay(console, "vae") as display, cancel_on_ctrl_c(token, console):
+        with (
+            TrainingDisplay(console, "vae") as display,
+            cancel_on_ctrl_c(token, console),
+            launch.passed_on(resume),
+        ):
             result = train_vae(
                 corpus_data,
                 model_path,
                 cfg,
                 lock=lock,
-                listener=display,
+                listener=display if launch.rank_zero else None,
                 cancel=token,
                 options=options,
                 resume=resume,
@@ -132,26 +144,22 @@ def train_vae_command(
         if result.status != "complete":
             raise SystemExit(130)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 VOCODER_RECIPES = ["vocoder", "vocoder_quick", "vocoder_tiny"]
-# DDP re-runs the command in each worker process: the first process's decisions travel with it
-_DECISION_ENV = "DISTILLGAN_VOCODER_DECISION"
-
-
-def _is_ddp_worker() -> bool:
-    import os
-
-    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
 
 
 def _resume_decision(
-    name: str, flag: str | None, has_checkpoint: bool, vocoder: dict[str, Any], yes: bool
+    name: str, flag: str | None, has_checkpoint: bool, vocoder: dict[str, Any], yes: bool, launch: Launch
 ) -> bool:
-    """Resume or start fresh, and whether replacing a finished vocoder is allowed; asks when unsure."""
+    """Resume or start fresh, and whether replacing a finished vocoder is allowed; asks when unsure
+    and allowed to (see :class:`Launch`)."""
     from distillgan.training import resume_epoch
 
+    if launch.decision is not None:
+        return launch.decision == "resume"  # rank zero decided, and was allowed to replace
     if flag == "resume" and not has_checkpoint:
         raise DistillganError(f"model '{name}' has no vocoder training state to resume: run without --resume")
     if has_checkpoint and flag is None:
@@ -159,12 +167,14 @@ def _resume_decision(
             f"Resume from epoch {resume_epoch(vocoder.get('epochs'))} or start fresh?",
             ["resume", "fresh"],
             "a saved vocoder training state exists: pass --resume or --fresh",
+            may_ask=launch.may_ask,
         )
     resume = has_checkpoint and flag == "resume"
     if vocoder.get("status") == "complete" and not resume and not yes:
         replace = ask_yes(
             "This model already has a trained vocoder. Replace it?",
             "this model already has a trained vocoder: pass --yes to replace it",
+            may_ask=launch.may_ask,
         )
         if not replace:
             raise DistillganError("kept the existing vocoder; nothing changed")
@@ -283,8 +293,6 @@ def train_vocoder_command(
     run the command again to resume. Without a terminal, pass --resume/--fresh and --yes
     instead of answering questions.
     """
-    import os
-
     from rich.markup import escape
 
     from distillgan.cli.display import TrainingDisplay, cancel_on_ctrl_c
@@ -300,9 +308,9 @@ def train_vocoder_command(
         train_vocoder,
     )
 
-    worker = _is_ddp_worker()
+    launch = Launch.current(num_nodes)
     console, err = console_for(), console_for(stderr=True)
-    console.quiet = err.quiet = worker  # DDP workers train silently; the first process reports
+    console.quiet = err.quiet = not launch.rank_zero  # the other ranks train silently; rank zero reports
     path = resolve_model(model_name, models_dir)
     reader = open_model(path)
     if not reader.has("vae"):
@@ -310,7 +318,7 @@ def train_vocoder_command(
     if not reader.has("dataset"):
         raise DistillganError(f"model '{path.stem}' has no corpus manifest: retrain its VAE")
     load_vae(path)  # a damaged or hostile VAE is refused now, not after hours of vocoder training
-    lock = None if worker else ModelLock(path, owner="distillgan train vocoder").acquire()
+    lock = ModelLock(path, owner="distillgan train vocoder").acquire() if launch.rank_zero else None
     try:
         reader = open_model(path)  # re-read under the lock
         vocoder = reader.attrs("vocoder") if reader.has("vocoder") else {}
@@ -318,10 +326,10 @@ def train_vocoder_command(
         check = check_model_corpus(manifest, audio_dir=audio_dir, accept_changes=accept_corpus_changes)
         if not check.ok:
             err.print(f"[yellow]warning:[/yellow] training on what is there: {escape(check.describe())}")
-        if worker:
-            resume = os.environ.get(_DECISION_ENV) == "resume"
-        else:
-            resume = _resume_decision(path.stem, resume_flag, reader.has("vocoder_checkpoint"), vocoder, yes)
+        with launch.agreed():
+            resume = _resume_decision(
+                path.stem, resume_flag, reader.has("vocoder_checkpoint"), vocoder, yes, launch
+            )
 
         overrides: dict[str, Any] = {"train": {}}
         for key, value in (
@@ -366,23 +374,19 @@ def train_vocoder_command(
         console.print(f"{verb} the HiFi-GAN vocoder of '{path.stem}' — Ctrl+C saves a checkpoint and stops")
         token = CancelToken()
         display = TrainingDisplay(console, "vocoder")
-        os.environ[_DECISION_ENV] = "resume" if resume else "fresh"
-        try:
-            with display, cancel_on_ctrl_c(token, console):
-                result = train_vocoder(
-                    corpus,
-                    path,
-                    cfg,
-                    lock=lock,
-                    listener=None if worker else display,
-                    cancel=token,
-                    options=options,
-                    resume=resume,
-                    epochs=epochs,
-                    bigvgan_dir=bigvgan_dir,
-                )
-        finally:
-            os.environ.pop(_DECISION_ENV, None)
+        with display, cancel_on_ctrl_c(token, console), launch.passed_on(resume):
+            result = train_vocoder(
+                corpus,
+                path,
+                cfg,
+                lock=lock,
+                listener=display if launch.rank_zero else None,
+                cancel=token,
+                options=options,
+                resume=resume,
+                epochs=epochs,
+                bigvgan_dir=bigvgan_dir,
+            )
         if result.status == "complete":
             best = result.metrics.get("val/mel_l1")
             console.print(

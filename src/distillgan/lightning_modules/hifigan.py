@@ -5,10 +5,17 @@ Recipe (manual optimization, every number in ``configs/vocoder*.yaml``):
 * an optional **reconstruction warm-up**: ``warmup_steps`` generator-only steps on mel L1
   (×45) + multi-resolution STFT loss (auraloss). They cost a few percent of a GAN step and
   give a usable vocoder quickly on a CPU;
-* then per batch one **discriminator step** (MPD periods 2, 3, 5, 7, 11 + 3-scale MSD,
-  LSGAN) and one **generator step** (LSGAN + feature matching ×2 + mel L1 ×45), AdamW
-  (0.8, 0.99), discriminators at half the generator's learning rate, exponential decay per
-  generator step.
+* then per batch one **discriminator step** (MPD periods 2, 3, 5, 7, 11 + HiFi-GAN's
+  3-scale MSD, LSGAN) and one **generator step** (LSGAN + feature matching ×2 + mel L1 ×45,
+  optionally + multi-resolution STFT ×``stft_weight``), AdamW (0.8, 0.99), discriminators at
+  half the generator's learning rate, exponential decay per generator step.
+
+The generator (and, at the same width, the discriminators) starts from what ``train.init``
+names: the shipped universal prior, scratch, or another model's vocoder
+(:mod:`distillgan.vocoders.prior`). Every epoch is scored on held-out audio, and the model
+file keeps the best epoch's generator. ``vae_aware_fraction`` of each batch can take the
+VAE's reconstruction of the crop's mel as input (the target stays the real crop), so the
+vocoder learns the mels it renders at generation.
 
 An optional DC term (``dc_weight``, used by the quick recipe) matches each generated crop's
 mean to the real crop's: the slaney mel filterbank gives 0 Hz no weight, so mel L1 alone
@@ -21,10 +28,9 @@ noise (1e-4, about -80 dBFS) on the discriminators' inputs only. Time shifts com
 from the random crops.
 
 Work is done once: real and fake audio share one discriminator forward in the D step; in
-the G step the discriminators are frozen (no weight gradients), their normalized weights
-are computed once for both calls, and the real audio's feature targets come without a
-graph. Non-finite steps are skipped on the device by the fused optimizer (no host sync);
-the mel target, STFT and losses stay float32 under any autocast.
+the G step the discriminators are frozen (no weight gradients) and the real audio's feature
+targets come without a graph. Non-finite steps are skipped on the device by the fused
+optimizer (no host sync); the mel target, STFT and losses stay float32 under any autocast.
 """
 
 from __future__ import annotations
@@ -41,7 +47,6 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.utils import parametrize
 
 from distillgan import config as cfg_lib
 from distillgan.config import in_range, require
@@ -463,10 +468,10 @@ class HiFiGANModule(L.LightningModule):
             bad_d = self._guard(opt_d, d_loss)
             opt_d.step()
 
-            # generator step: the discriminators are frozen (no weight gradients), their
-            # normalized weights computed once for both calls, and the real audio's feature
-            # targets come without a graph
-            with self.toggled_optimizer(opt_g), parametrize.cached():
+            # generator step: the discriminators are frozen (no weight gradients) and the real
+            # audio's feature targets come without a graph. (No parametrize.cached(): its cache
+            # is process-wide, so two trainings in one process would share stale weights.)
+            with self.toggled_optimizer(opt_g):
                 with torch.no_grad():
                     _, real_features = self.discriminators(self._d_noise(real, dev_gen))
                 fake_logits, fake_features = self.discriminators(self._d_noise(fake, dev_gen))
@@ -591,7 +596,9 @@ class HiFiGANModule(L.LightningModule):
                 "python": random.getstate(),
                 "numpy": np.random.get_state(),
                 "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                # this process's device only: a resume may have fewer GPUs (each rank restores
+                # rank zero's state, as for the CPU generators)
+                "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else [],
             },
         }
 
@@ -616,7 +623,8 @@ class HiFiGANModule(L.LightningModule):
         if "torch" in rng:
             torch.set_rng_state(rng["torch"].cpu())
         if rng.get("cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+            # older files hold every visible GPU's state; the first is device 0's, rank zero's usual one
+            torch.cuda.set_rng_state(rng["cuda"][0].cpu())
 
     def _check_discriminators_fit(self, state: dict[str, Any]) -> None:
         """A training state saved by an older distillgan (MelGAN's MSD) cannot be resumed."""

@@ -11,9 +11,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from distillgan import config as cfg_lib
+from distillgan.audio import pack_short_sounds
 from distillgan.config import VAEConfig
 from distillgan.data import CropDataModule, RandomCropLoader, hold_out
-from distillgan.mel import LOG_CLAMP, log_mel_spectrogram
+from distillgan.mel import HOP_LENGTH, LOG_CLAMP, log_mel_spectrogram
 from distillgan.modelfile import Section
 from distillgan.networks.vae import MelVAE, kl_divergence
 
@@ -23,16 +24,20 @@ MEL_FLOOR = float(torch.log(torch.tensor(LOG_CLAMP)))
 class VAEDataModule(CropDataModule):
     """Mel chunks of an in-memory corpus with a per-file held-out tail for validation.
 
-    ``audio`` is a list of mono 44.1 kHz float32 arrays or tensors (``Corpus.arrays()``).
-    Holding out the *end* of the longest files (rather than whole files) gives a
-    validation set even for a 5-file corpus.
+    ``audio`` is a list of mono 44.1 kHz float32 arrays or tensors, one per file. Files shorter
+    than two chunks (one-shots) are packed together with short silences between them
+    (:func:`~distillgan.audio.pack_short_sounds`), so every sequence can give up a held-out
+    chunk and still train on one. Holding out the *end* of the longest sequences (rather than
+    whole files) gives a validation set even for a 5-file corpus.
     """
 
     def __init__(self, audio: Sequence[Any], cfg: VAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.mels = [log_mel_spectrogram(torch.as_tensor(a, dtype=torch.float32)) for a in audio]
         chunk = cfg.train.chunk_frames
+        sounds = [torch.as_tensor(a, dtype=torch.float32) for a in audio]
+        sequences, _ = pack_short_sounds(sounds, 2 * chunk * HOP_LENGTH)
+        self.mels = [log_mel_spectrogram(s) for s in sequences]
         total_chunks = sum(m.shape[-1] for m in self.mels) / chunk
         count = max(1, round(cfg.train.validation_fraction * total_chunks))
         self.train_mels, self.val_chunks = hold_out(self.mels, chunk, count, min_remaining=chunk)
@@ -43,14 +48,15 @@ class VAEDataModule(CropDataModule):
 
     def setup(self, stage: str) -> None:
         if self.train_loader is None:
-            rank = self.trainer.global_rank if self.trainer is not None else 0
+            trainer = self.trainer
             self._attach_loader(
                 RandomCropLoader(
                     self.train_mels,
                     self.cfg.train.chunk_frames,
                     self.cfg.train.batch_size,
                     seed=self.cfg.train.seed,
-                    rank=rank,
+                    rank=trainer.global_rank if trainer is not None else 0,
+                    world_size=trainer.world_size if trainer is not None else 1,
                     fill=MEL_FLOOR,
                 )
             )

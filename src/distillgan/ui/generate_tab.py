@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from distillgan.errors import DistillganError, ModelFileError, VocoderUnavailableError
+from distillgan.errors import DistillganError, VocoderUnavailableError
 from distillgan.generation import (
     BIT_DEPTHS,
     SAMPLE_RATES,
@@ -26,6 +26,7 @@ from distillgan.generation import (
 )
 from distillgan.modelfile import list_models, new_model_path
 from distillgan.ui.jobs import model_name, read_model_state
+from distillgan.ui.views import parse_number
 
 BIT_DEPTH_LABELS = {"16": "16-bit", "24": "24-bit", "32f": "32-bit float"}
 VOCODER_LABELS = {"hifigan": "Per-model HiFi-GAN", "bigvgan": "BigVGAN Universal"}
@@ -107,6 +108,12 @@ class GenerateTab:
                         label="Bit depth",
                         elem_id="gen-bit-depth",
                     )
+                self.loudness = gr.Textbox(
+                    label="Loudness (LUFS)",
+                    placeholder="as vocoded; e.g. -14 to normalise",
+                    info="Integrated loudness (BS.1770) to normalise to; the peak stays below 0 dBFS.",
+                    elem_id="gen-loudness",
+                )
                 self.vocoder = gr.Radio(
                     vocoder_choices(None), value="auto", label="Vocoder", elem_id="gen-vocoder"
                 )
@@ -131,7 +138,15 @@ class GenerateTab:
             self.on_model, [self.model, self.vocoder], status_outputs[1:], show_progress="hidden"
         )
         self.dice.click(lambda: secrets.randbelow(MAX_SEED + 1), None, self.seed, show_progress="hidden")
-        inputs = [self.model, self.seed, self.duration, self.sample_rate, self.bit_depth, self.vocoder]
+        inputs = [
+            self.model,
+            self.seed,
+            self.duration,
+            self.sample_rate,
+            self.bit_depth,
+            self.vocoder,
+            self.loudness,
+        ]
         outputs = [self.audio, self.badge, self.error, self.retry]
         self.go.click(self.on_generate, inputs, outputs)
         self.retry.click(self.on_generate, inputs, outputs)
@@ -180,11 +195,13 @@ class GenerateTab:
         sample_rate: int,
         bit_depth: str,
         choice: str,
+        loudness: str | None = None,
         progress: gr.Progress = gr.Progress(),  # Gradio fills this in: the download's progress bar
     ) -> list[Any]:
         try:
             path = self._path(value)
-        except ModelFileError as exc:
+            loudness_lufs = parse_number(loudness, "Loudness")
+        except DistillganError as exc:
             return self._failed(str(exc), retry=False)
         if path is None:
             return self._failed("Pick a model first: train one in the Train tab.", retry=False)
@@ -207,6 +224,7 @@ class GenerateTab:
                 bit_depth=bit_depth,
                 bigvgan_dir=self.bigvgan_dir,
                 download_progress=downloading,
+                loudness_lufs=loudness_lufs,
             )
             folder = self.models_dir / "generated"
             folder.mkdir(parents=True, exist_ok=True)

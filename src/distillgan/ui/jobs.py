@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -262,6 +263,7 @@ class JobView:
     result: Any | None  # distillgan.training.RunResult
     error: str | None
     notes: tuple[str, ...]
+    skipped: tuple[str, ...] = ()  # the corpus's skipped files, each with its reason
 
     @property
     def active(self) -> bool:
@@ -280,6 +282,12 @@ class Job:
         self.cancel_token = CancelToken()
         self.resumed = bool(request.resume) and state.resume_epoch(request.stage) is not None
         self._state_at_start = state
+        from distillgan.training import run_dir
+
+        # a model being created owns the run folder it starts: if the run never saves the model
+        # (a corpus with nothing usable, a failure or cancel before the first save), it goes too
+        runs = run_dir(self.model_path)
+        self._new_run_dir = None if state.exists or runs.exists() else runs
         self._mutex = threading.Lock()
         self._state: JobState = "preparing"
         self._version = 0
@@ -290,6 +298,7 @@ class Job:
         self._result: Any = None
         self._error: str | None = None
         self._notes: list[str] = []
+        self._skipped: list[str] = []  # every file the corpus left out, one line each
         self._thread = threading.Thread(
             target=self._run, name=f"distillgan-{self.stage}-{model_name(self.model_path)}", daemon=True
         )
@@ -313,6 +322,7 @@ class Job:
                 result=self._result,
                 error=self._error,
                 notes=tuple(self._notes),
+                skipped=tuple(self._skipped),
             )
 
     @property
@@ -389,7 +399,11 @@ class Job:
             log.exception("training %s of %s failed", self.stage, self.model_path)
             outcome = {"state": "failed", "error": f"unexpected error: {type(exc).__name__}: {exc}"}
         finally:
-            self.lock.release()  # before the final state, so a tab seeing it can start again at once
+            if self._new_run_dir is not None and not self.model_path.exists():
+                shutil.rmtree(self._new_run_dir, ignore_errors=True)
+            # before the final state, so a tab seeing it can start again at once; with no model
+            # file (a failed creation) the lock file goes too
+            self.lock.release()
         self._update(**outcome)
 
     def _train(self) -> dict[str, Any]:
@@ -402,7 +416,7 @@ class Job:
             self.note(text)
 
         def skipped(verdict: Any) -> None:
-            self.note(f"Skipped {verdict.describe()}")
+            self._update(skipped=[*self._skipped, f"{verdict.path}: {verdict.reason}"])
 
         if request.stage == "vae" and request.corpus_dir is not None and not self.resumed:
             corpus = load_corpus(request.corpus_dir, on_skip=skipped)
@@ -468,10 +482,12 @@ class JobManager:
             jobs = list(self._jobs.values())
         return [job.model_path for job in jobs if job.active]
 
-    def paths(self) -> set[Path]:
-        """Every model this UI has trained or is training (a new one has no file until its first save)."""
+    def forget(self, path: Path) -> None:
+        """Drop the finished runs of a model that was deleted or renamed: a new model of that name
+        starts with a clean page."""
         with self._mutex:
-            return {path for path, _ in self._jobs}
+            for key in [key for key, job in self._jobs.items() if key[0] == path and not job.active]:
+                del self._jobs[key]
 
     def submit(self, request: TrainRequest) -> Question | Job:
         """Ask the next question, or take the model's lock and start the run in the background.

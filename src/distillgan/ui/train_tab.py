@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from distillgan import library
 from distillgan.cli.common import PRECISIONS
 from distillgan.config import builtin_recipe
 from distillgan.errors import CorpusError, DistillganError, ModelFileError
@@ -197,6 +198,17 @@ class TrainTab:
                 scale=6,
             )
         self.summary = gr.Markdown(elem_id="train-summary")  # filled when the page has loaded
+        self.manage = gr.Accordion(
+            "Rename or delete this model", open=False, visible=False, elem_id="model-manage"
+        )
+        with self.manage:
+            with gr.Row():
+                self.rename_to = gr.Textbox(label="New name", elem_id="model-new-name", scale=3)
+                self.rename = gr.Button("Rename…", elem_id="model-rename", scale=1)
+                self.delete = gr.Button("Delete model…", variant="stop", elem_id="model-delete", scale=1)
+            self.manage_dialog = Dialog.build("model")
+            self.manage_message = gr.Markdown(elem_id="model-message")
+        self.manage_pending = gr.State(None)  # (action, new name) while its question is open
 
         vae = self.vae
         with gr.Column(variant="panel", elem_id="vae-section"):
@@ -304,6 +316,8 @@ class TrainTab:
     @property
     def outputs(self) -> list[Any]:
         out = [self.model, self.summary, self.new_row, self.seen, self.vocoder_notice, self.previews_note]
+        out += [self.manage, self.rename_to, self.manage_message, self.manage_pending]
+        out += self.manage_dialog.components
         out += self.previews
         for section in (self.vae, self.vocoder):
             out += [section.start, section.cancel, section.message, section.status, section.tensorboard]
@@ -336,6 +350,24 @@ class TrainTab:
             section.cancel.click(
                 self._handler(self.on_cancel, section), inputs, outputs, show_progress="hidden"
             )
+        manage_inputs = {self.model, self.seen, self.rename_to, self.manage_pending}
+        for action, button in (("rename", self.rename), ("delete", self.delete)):
+            button.click(
+                self._handler(self.on_manage, action), manage_inputs, outputs, show_progress="hidden"
+            )
+        self.manage_dialog.answers[0].click(
+            self.on_manage_answer, manage_inputs, outputs, show_progress="hidden"
+        )
+        self.manage_dialog.dismiss.click(
+            lambda: {
+                **self.manage_dialog.hide(),
+                self.manage_pending: None,
+                self.manage_message: "Nothing was changed.",
+            },
+            None,
+            outputs,
+            show_progress="hidden",
+        )
         recipe = self.vocoder.form["recipe"]
         hinted = ["epochs", "lr", "batch_size", "checkpoint_interval", "preview_interval", "warmup_steps"]
         recipe.change(
@@ -356,7 +388,8 @@ class TrainTab:
 
     def _choices(self) -> list[tuple[str, str]]:
         names = {model_name(p) for p in list_models(self.models_dir)}
-        names |= {model_name(p) for p in self.manager.paths() if p.parent == self.models_dir}
+        # a model being created has no file until its first save; a failed creation leaves none
+        names |= {model_name(p) for p in self.manager.active_paths() if p.parent == self.models_dir}
         return [(name, name) for name in sorted(names, key=str.casefold)] + [(NEW_LABEL, NEW)]
 
     def _init_choices(self) -> list[tuple[str, str]]:
@@ -454,6 +487,7 @@ class TrainTab:
             lambda: {
                 self.summary: refused or views.model_summary(state, new_model=path is None),
                 self.new_row: gr.update(visible=path is None and refused is None),
+                self.manage: gr.update(visible=bool(state and state.exists)),
                 self.vae.start: gr.update(
                     value="Create model and train VAE" if path is None else "Train VAE"
                 ),
@@ -520,7 +554,67 @@ class TrainTab:
             out.update(section.dialog.hide())
             out[section.message] = ""
             out[section.pending] = None
+        out.update(self.manage_dialog.hide())
+        out.update({self.manage_message: "", self.manage_pending: None, self.rename_to: ""})
         return out
+
+    def on_manage(self, action: str, data: dict[Any, Any]) -> dict[Any, Any]:
+        """Rename or delete: refuse at once what cannot be done (a model in use, a name taken),
+        else ask."""
+        new_name = (data[self.rename_to] or "").strip()
+        try:
+            path = self._path(data[self.model])
+            if path is None:
+                raise DistillganError("pick a model first")
+            if action == "rename":
+                if not new_name:
+                    raise DistillganError("enter the model's new name")
+                question = Question(
+                    f"Rename {library.check_rename(path, new_name)}? "
+                    "Its run folder (logs and previews) moves with it.",
+                    (("Rename", "rename"),),
+                    dismiss="Keep the name",
+                )
+            else:
+                question = Question(
+                    f"Delete {library.check_delete(path)}? This cannot be undone.",
+                    (("Delete", "delete"),),
+                    dismiss="Keep it",
+                )
+        except DistillganError as exc:
+            return {
+                self.manage_message: _message(exc),
+                **self.manage_dialog.hide(),
+                self.manage_pending: None,
+            }
+        return {
+            **self.manage_dialog.show(question),
+            self.manage_pending: (action, new_name),
+            self.manage_message: "",
+        }
+
+    def on_manage_answer(self, data: dict[Any, Any]) -> dict[Any, Any]:
+        pending = data[self.manage_pending]
+        if not pending:
+            return self.manage_dialog.hide()
+        action, new_name = pending
+        out: dict[Any, Any] = {**self.manage_dialog.hide(), self.manage_pending: None}
+        try:
+            path = self._path(data[self.model])
+            if path is None:
+                raise DistillganError("pick a model first")
+            if action == "rename":
+                value = model_name(library.rename_model(path, new_name))
+                done = f"Renamed model '{model_name(path)}' to '{value}'."
+            else:
+                library.delete_model(path)
+                value = None
+                done = f"Deleted model '{model_name(path)}'."
+        except DistillganError as exc:
+            return {**out, self.manage_message: _message(exc)}
+        self.manager.forget(path)
+        loaded = self.on_load(value, {})
+        return {**loaded, **out, self.manage_message: done, self.rename_to: ""}
 
     def on_tick(self, value: str | None, seen: dict[str, Any]) -> dict[Any, Any]:
         if not seen:

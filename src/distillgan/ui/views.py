@@ -6,6 +6,7 @@ Pure functions of a :class:`~distillgan.ui.jobs.JobView` or a
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,11 @@ def status_markdown(view: JobView | None) -> str:
     parts = [head, _stats_table(view)]
     if view.notes:
         parts.append("\n".join(f"<small>{note}</small><br>" for note in view.notes[-4:]))
+    if view.skipped:  # every one: the user must know what the model did not learn from
+        noun = "file" if len(view.skipped) == 1 else "files"
+        lines = [f"<small>Skipped {len(view.skipped)} {noun}:</small><br>"]
+        lines += [f"<small>• {html.escape(line)}</small><br>" for line in view.skipped]
+        parts.append("\n".join(lines))
     return "\n\n".join(part for part in parts if part)
 
 

@@ -101,7 +101,7 @@ class HiFiGANInfo:
         if self.val_mel_l1 is None:
             return "no held-out mel error recorded"
         if self.bigvgan_val_mel_l1 is None:
-            return f"held-out mel error {self.val_mel_l1:.3g} {where}; BigVGAN-v2 was not scored"
+            return f"held-out mel error {self.val_mel_l1:.3g} {where} (BigVGAN-v2 not scored)"
         return (
             f"own vocoder {self.val_mel_l1:.3g} vs BigVGAN {self.bigvgan_val_mel_l1:.3g} {where} (mel error)"
         )
