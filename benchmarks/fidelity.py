@@ -1,6 +1,7 @@
 """Held-out fidelity of the quick vocoder budget: fine-tuned from the shipped prior vs from scratch.
 
     python benchmarks/fidelity.py [--corpus DIR] [--held-out DIR] [--minutes M] [--json]
+                                  [--vae-aware F] [--only prior|scratch] [--set KEY=VALUE]
 
 Defaults: the example corpus (14 sounds) and its 8 unseen held-out sounds (other seeds,
 pitches and decays of the same kinds, ``distillgan.examples.write_example_held_out``), and a
@@ -15,6 +16,7 @@ For each it prints, on the held-out sounds (never trained on): log-mel L1, multi
 STFT distance (auraloss defaults), the level error per band in dB (mean |error|, and the
 worst clip's signed error, over clips where the band holds at least 1 % of the energy), the
 VAE round trip (mel -> VAE -> vocoder, against the original) and wall time and generator steps.
+``--vae-aware F`` adds a third run from the prior with ``train.vae_aware_fraction=F``.
 """
 
 from __future__ import annotations
@@ -89,6 +91,13 @@ def main() -> None:
     parser.add_argument("--vae-epochs", type=int, default=100)
     parser.add_argument("--only", choices=["prior", "scratch"], default=None, help="train one of the two")
     parser.add_argument(
+        "--vae-aware",
+        type=float,
+        default=None,
+        metavar="F",
+        help="also train from the prior with train.vae_aware_fraction=F (measures VAE-aware fine-tuning)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -112,8 +121,10 @@ def main() -> None:
         vae = load_vae(base)
         results: dict = {"settings": extra, "vae_wall_s": round(time.monotonic() - started, 1), "runs": {}}
         runs = {"prior": extra, "scratch": {**extra, **SCRATCH}}
+        if args.vae_aware is not None:
+            runs[f"prior+vae{args.vae_aware:g}"] = {**extra, "vae_aware_fraction": args.vae_aware}
         for name, overrides in runs.items():
-            if args.only and name != args.only:
+            if args.only and name not in (args.only, *[n for n in runs if n.startswith("prior+")]):
                 continue
             model = work / f"{name}.distillgan"
             shutil.copy(base, model)
@@ -143,7 +154,7 @@ def main() -> None:
         print(
             "bands: mean |level error| dB (worst clip's signed error), where the reference holds >= 1 % of its energy"
         )
-        if len(results["runs"]) == 2:
+        if {"prior", "scratch"} <= results["runs"].keys():
             ratio = results["runs"]["prior"]["log_mel_l1"] / results["runs"]["scratch"]["log_mel_l1"]
             print(
                 f"prior / scratch log-mel L1: {ratio:.2f} (target <= 0.5); "

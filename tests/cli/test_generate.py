@@ -47,7 +47,7 @@ def test_generate_writes_a_new_file_and_prints_the_badge(cli: CliRun, models_dir
     add_model(models_dir, "rain", GOOD)
     result = cli(["generate", "rain", "--seed", "7", "--duration", "1.5"])
     assert result.exit_code == 0, result.stderr
-    assert "Vocoder: Per-model HiFi-GAN V2 — the model's own vocoder finished training" in result.stdout
+    assert "Vocoder: Per-model HiFi-GAN V2 — the model's own vocoder: held-out mel error" in result.stdout
     assert "seed 7 · 1.50 s · 44100 Hz · 16-bit PCM · peak" in result.stdout
     assert "Saved to " in result.stdout and "rain-seed7.wav" in result.stdout
     first = Path("rain-seed7.wav")

@@ -162,7 +162,7 @@ def ask_choice(question: str, choices: list[str], refuse: str, *, may_ask: bool 
     if not may_ask:
         raise DistillganError(f"{refuse} ({NOT_ASKED})")
     if not _stdin_is_terminal():
-        answer = _piped_answer(f"{question} [{'/'.join(choices)}]:", refuse).lower()
+        answer = _piped_answer(f"{question} ({', '.join(choices)}):", refuse).lower()
         if answer not in choices:
             raise DistillganError(f"{refuse} (the answer given was '{answer}', not {' or '.join(choices)})")
         return answer

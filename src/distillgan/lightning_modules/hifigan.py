@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from distillgan import config as cfg_lib
+from distillgan.audio import pack_short_sounds
 from distillgan.config import in_range, require
 from distillgan.data import (
     HOLD_OUT_FILES_FROM,
@@ -221,6 +222,9 @@ class VocoderDataModule(CropDataModule):
         if not sequences:
             raise ValueError("VocoderDataModule needs at least one sound")
         names = list(names) if names is not None else [f"file {i + 1}" for i in range(len(sequences))]
+        # one-shots are joined (with short silences) into sounds at least a crop and a clip long
+        sequences, packs = pack_short_sounds(sequences, max(cfg.segment_samples, cfg.val_clip_samples))
+        names = [" + ".join(names[i] for i in pack) for pack in packs]
         self.held_out_files: list[str] = []
         if len(sequences) >= HOLD_OUT_FILES_FROM:
             self.train_audio, self.val_audio, held = hold_out_files(
@@ -636,9 +640,9 @@ class HiFiGANModule(L.LightningModule):
         }
         if saved and saved != mine:
             raise ModelFileError(
-                "the saved training state's discriminators do not fit this version's (HiFi-GAN's own MSD "
-                "replaced MelGAN's): it cannot be resumed, but the trained vocoder stays usable; "
-                "start a new run with --fresh"
+                "the saved training state does not fit this run: its discriminators are not this "
+                "version's (older versions used MelGAN's MSD), so it cannot be resumed, but the trained "
+                "vocoder stays usable; start a new run with --fresh"
             )
 
     def model_file_sections(self, progress: dict[str, Any]) -> dict[str, Section]:

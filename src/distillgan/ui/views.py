@@ -17,6 +17,7 @@ import pandas as pd
 from distillgan.audio import format_duration
 from distillgan.errors import ConfigError
 from distillgan.ui.jobs import JobView, ModelState
+from distillgan.vocoders.hifigan import describe_held_out
 
 CHART_POINTS = 400  # per series; older history is thinned for drawing, not dropped
 
@@ -194,7 +195,12 @@ def vocoder_line(state: ModelState) -> str:
     if vocoder is None:
         return "no per-model vocoder yet"
     if vocoder.get("status") == "complete":
-        return f"vocoder trained ({vocoder.get('epochs', '?')} epochs)"
+        line = f"vocoder trained ({vocoder.get('epochs', '?')} epochs, from {vocoder.get('started_from', 'scratch')})"
+        best = vocoder.get("val_mel_l1_best")
+        if isinstance(best, (int, float)):
+            where = describe_held_out(vocoder.get("held_out_files"))
+            line += f": held-out mel error {best:.3g} on {where}, epoch {vocoder.get('best_epoch', '?')} kept"
+        return line
     return f"vocoder unfinished (epoch {vocoder.get('epoch', '?')} of {vocoder.get('total_epochs', '?')})"
 
 

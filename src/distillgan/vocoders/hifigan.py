@@ -91,9 +91,7 @@ class HiFiGANInfo:
 
     @property
     def held_out_where(self) -> str:
-        if self.held_out_files:
-            return f"{len(self.held_out_files)} held-out file{'s' if len(self.held_out_files) > 1 else ''}"
-        return "clips held out from its training files"
+        return describe_held_out(self.held_out_files)
 
     def comparison(self) -> str:
         """The measured reason, e.g. "own vocoder 0.31 vs BigVGAN 0.38 on this model's 2 held-out files"."""
@@ -113,6 +111,13 @@ class HiFiGANInfo:
         if self.bigvgan_val_mel_l1 is not None and self.val_mel_l1 is not None:
             return f"BigVGAN-v2 renders this model's held-out clips better ({self.comparison()})"
         return f"Trained for {self.epochs} epoch{'' if self.epochs == 1 else 's'} — quality may be limited"
+
+
+def describe_held_out(files: Any) -> str:
+    """Where a vocoder's held-out figure comes from, from the stored ``held_out_files``."""
+    if isinstance(files, list) and files:
+        return f"{len(files)} held-out file{'s' if len(files) > 1 else ''}"
+    return "clips held out from its training files"
 
 
 def _number(value: Any) -> float | None:
