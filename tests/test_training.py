@@ -192,23 +192,25 @@ def test_two_vocoder_trainings_in_one_process_run_concurrently_as_each_would_alo
     def weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
         return open_model(folder / f"{name}.distillgan").tensors("vocoder", prefix="generator")
 
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    for name, corpus in corpora.items():
-        train_tiny_vocoder(alone / f"{name}.distillgan", corpus)
-
-    together = tmp_path / "together"
-    together.mkdir()
     errors: list[BaseException] = []
 
-    def run(name: str) -> None:
+    def run(folder: Path, name: str) -> None:
         try:
-            train_tiny_vocoder(together / f"{name}.distillgan", corpora[name])
+            train_tiny_vocoder(folder / f"{name}.distillgan", corpora[name])
         except BaseException as error:  # reported below, with the thread's traceback
             errors.append(error)
             raise
 
-    threads = [threading.Thread(target=run, args=(name,)) for name in corpora]
+    # each run in a thread of its own, as the UI runs jobs (a new thread's torch settings are
+    # the process's, which may differ from the main thread's): one at a time, then together
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    alone.mkdir()
+    together.mkdir()
+    for name in corpora:
+        thread = threading.Thread(target=run, args=(alone, name))
+        thread.start()
+        thread.join()
+    threads = [threading.Thread(target=run, args=(together, name)) for name in corpora]
     for thread in threads:
         thread.start()
     for thread in threads:

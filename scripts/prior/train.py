@@ -119,6 +119,8 @@ sittings.
   {files} whole files never trained on: **{best:.3f}** at the kept epoch {best_epoch} (first
   epoch: {first:.3f})
 - held-out files: {held}
+- shipped: the kept epoch's generator, and the discriminators of the run's latest state (step
+  {steps})
 """
 
 

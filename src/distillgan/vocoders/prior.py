@@ -95,26 +95,21 @@ def weight_normed(folded: dict[str, torch.Tensor], cfg: HiFiGANConfig) -> dict[s
 
 
 def export(run: Path, out: Path = PRIOR_PATH) -> Path:
-    """Write the prior package file from the training state of ``run`` (a prior training model file)."""
+    """Write the prior package file from a prior training run's model file: its kept (held-out
+    best) generator and the discriminators of its latest training state."""
     reader = open_model(run)
-    tree = reader.tree("vocoder_checkpoint")
-    state = tree["state_dict"]
     attrs = reader.attrs("vocoder")
     cfg = _config(attrs["config"], run)
-    generator = Generator(cfg)
-    generator.load_state_dict(
-        {k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")}
-    )
-    discriminators = {
-        k[len("discriminators.") :]: v for k, v in state.items() if k.startswith("discriminators.")
-    }
-    folded = generator.inference_state_dict()
+    generator = reader.tensors("vocoder", generator_shapes(cfg), prefix="generator")
+    state = reader.tree("vocoder_checkpoint")["state_dict"]
+    prefix = "discriminators."
+    discriminators = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     sections = {
         "vocoder": Section(
             attrs={**attrs, "status": "complete", "started_from": "scratch"},
-            tensors={f"generator/{k}": v.float() for k, v in folded.items()},
+            tensors={f"generator/{k}": v.float() for k, v in generator.items()},
         ),
         DISCRIMINATORS: Section(
             attrs={"discriminator_channel_divisor": cfg.discriminator_channel_divisor},
@@ -123,5 +118,5 @@ def export(run: Path, out: Path = PRIOR_PATH) -> Path:
     }
     with ModelLock(out, owner="distillgan prior export") as lock:
         write_model(out, sections, lock=lock, create=True)
-    out.with_name(f"{out.name}.lock").unlink(missing_ok=True)
+    out.with_name(f"{out.name}.lock").unlink(missing_ok=True)  # package data: no lock file beside it
     return out
