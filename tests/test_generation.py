@@ -173,7 +173,7 @@ def test_bigvgan_offline_and_not_cached_says_what_to_do(tmp_path: Path) -> None:
     message = str(error.value)
     assert "not cached" in message and "--bigvgan-dir" in message and "\n" not in message
     # With an unfinished vocoder of its own, the model's own one is offered as the way out.
-    with pytest.raises(VocoderUnavailableError, match=r"own unfinished vocoder .vocoder 'hifigan'."):
+    with pytest.raises(VocoderUnavailableError, match=r"own vocoder by hand .vocoder 'hifigan'."):
         generate(model(tmp_path, "early", STOPPED_EARLY), duration_s=1.0)
 
 

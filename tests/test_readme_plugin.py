@@ -41,4 +41,8 @@ def test_readme_plugin_example_trains_a_vocoder_into_a_model_file(tmp_path: Path
     assert not reader.has("vocoder_checkpoint")
     # one preview per held-out clip (14 sounds: one whole file held out, one clip of it)
     previews = tmp_path / "previews"
-    assert len(list(previews.glob("epoch-0002_clip-*.wav"))) == len(list(previews.glob("reference_clip-*.wav"))) == 1
+    assert (
+        len(list(previews.glob("epoch-0002_clip-*.wav")))
+        == len(list(previews.glob("reference_clip-*.wav")))
+        == 1
+    )

@@ -239,7 +239,7 @@ def _pick_vocoder(
     except VocoderUnavailableError as error:
         if choice == "auto" and status.has_hifigan:
             raise VocoderUnavailableError(
-                f"{error}; or use this model's own unfinished vocoder (vocoder 'hifigan')"
+                f"{error}; or use this model's own vocoder by hand (vocoder 'hifigan')"
             ) from error
         raise
     return vocoder, reason, None

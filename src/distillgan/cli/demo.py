@@ -88,6 +88,7 @@ def demo_command(
     from distillgan.cli.generate import generate_command
     from distillgan.cli.train import train_vae_command, train_vocoder_command
     from distillgan.examples import write_example_corpus
+    from distillgan.generation import vocoder_status
     from distillgan.modelfile import default_models_dir, new_model_path
     from distillgan.training import run_dir
 
@@ -119,6 +120,7 @@ def demo_command(
 
     clip = run_dir(model_path) / f"{name}-seed{seed}.wav"
     console.print(f"Generating {duration:g} s (seed {seed}) with the best vocoder:")
+    console.print(f"Auto-selection: {vocoder_status(model_path).auto_reason}", soft_wrap=True)
     generate = functools.partial(
         ctx.invoke,
         generate_command,
