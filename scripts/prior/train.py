@@ -6,14 +6,13 @@
 
 ``train`` runs the product's own vocoder training (``distillgan.training.train_vocoder``) with
 the ``vocoder_prior`` recipe on a corpus built by ``build_corpus.py``. The run lives in
-``WORK/prior.distillgan`` (default ``/work/prior``): every epoch (200 generator steps) is
-checkpointed into it, and the next sitting resumes it exactly, on any machine. A sitting stops
+``WORK/prior.distillgan`` (default ``scripts/prior/run``, kept in the repo): every epoch (200
+steps) is checkpointed into it, and the next sitting resumes it exactly, on any machine. A sitting stops
 after ``--minutes``, on Ctrl+C or on SIGTERM, saving first.
 
-``export`` writes ``src/distillgan/vocoders/prior/hifigan_v2_prior.h5``: a model file whose
-``/vocoder`` is the prior generator (as any model's vocoder) and whose
-``/vocoder_discriminators`` holds the reduced MPD + MSD, with the run's figures in its attrs.
-Update ``CARD.md`` beside it with those figures.
+``export`` writes ``src/distillgan/vocoders/prior/hifigan_v2_prior.h5`` (a model file whose
+``/vocoder`` is the run's kept generator and whose ``/vocoder_discriminators`` holds the reduced
+MPD + MSD) and its ``CARD.md`` with the run's figures.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from distillgan.progress import CancelToken, ProgressEvent
 from distillgan.training import TrainerOptions, train_vocoder
 from distillgan.vocoders import prior
 
-WORK = Path("/work/prior")
+WORK = Path(__file__).parent / "run"  # the run's resumable state, kept in the repo between sittings
 
 
 def _train(args: argparse.Namespace) -> None:
