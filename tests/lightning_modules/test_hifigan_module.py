@@ -31,10 +31,18 @@ def tiny(**train: Any) -> VocoderConfig:
 
 
 def fit(
-    cfg: VocoderConfig, corpus: Path, *, epochs: int, callbacks: list[L.Callback] | None = None
+    cfg: VocoderConfig,
+    corpus: Path,
+    *,
+    epochs: int,
+    callbacks: list[L.Callback] | None = None,
+    module: HiFiGANModule | None = None,
+    datamodule: VocoderDataModule | None = None,
 ) -> tuple[HiFiGANModule, L.Trainer]:
+    """``module`` (default: a new one for ``cfg``) trained on ``corpus`` (or ``datamodule``)."""
     L.seed_everything(cfg.train.seed, verbose=False)
-    module = HiFiGANModule(cfg, total_epochs=epochs)
+    module = module or HiFiGANModule(cfg, total_epochs=epochs)
+    datamodule = datamodule or VocoderDataModule([f.audio for f in load_corpus(corpus).files], cfg.train)
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=epochs,
@@ -45,7 +53,7 @@ def fit(
         num_sanity_val_steps=0,
         callbacks=callbacks or [],
     )
-    trainer.fit(module, datamodule=VocoderDataModule([f.audio for f in load_corpus(corpus).files], cfg.train))
+    trainer.fit(module, datamodule=datamodule)
     return module, trainer
 
 
@@ -264,19 +272,7 @@ class ScriptedValidation(HiFiGANModule):
 
 def test_the_model_file_keeps_the_best_held_out_epoch(tiny_corpus: Path) -> None:
     cfg = tiny(epochs=3)
-    module = ScriptedValidation(cfg, [1.0, 0.5, 0.8])
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(
-        module, datamodule=VocoderDataModule([f.audio for f in load_corpus(tiny_corpus).files], cfg.train)
-    )
+    module, _ = fit(cfg, tiny_corpus, epochs=3, module=ScriptedValidation(cfg, [1.0, 0.5, 0.8]))
     progress = {"status": "complete", "epoch": 3, "epochs_completed": 3, "total_epochs": 3, "steps": 24}
     section = module.model_file_sections(progress)["vocoder"]
     attrs = section.attrs
@@ -338,18 +334,7 @@ def test_vae_aware_batches_feed_the_vaes_mel_of_the_same_frames(tiny_corpus: Pat
 
     module, _ = fit(cfg, tiny_corpus, epochs=1)  # no VAE given: plain batches
     assert math.isfinite(module.val_history[-1])
-    L.seed_everything(0, verbose=False)
-    module = HiFiGANModule(cfg, total_epochs=1)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(module, datamodule=datamodule)
+    module, _ = fit(cfg, tiny_corpus, epochs=1, datamodule=datamodule)
     assert module.steps_trained == len(datamodule.train_dataloader()) and math.isfinite(
         module.val_history[-1]
     )
