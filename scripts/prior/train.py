@@ -98,7 +98,7 @@ no loop library; each 20 s file at a random level (peaks -30 to -1 dBFS):
 | source | share | what | licence |
 | --- | --- | --- | --- |
 | FluidR3_GM.sf2 (Debian `fluid-soundfont-gm`) through fluidsynth | with TimGM6mb: 50 % instruments, 12 % drums | all 128 General MIDI programs across their pitch ranges at velocities 15-127 (notes, runs, chords); the 8 GM drum kits | MIT |
-| TimGM6mb.sf2 (Debian `timgm6mb-soundfont`) through fluidsynth | (shared with the row above) | the same programs and kits with other samples | GPL-2.0 |
+| TimGM6mb.sf2 (Debian `timgm6mb-soundfont`) through fluidsynth | (shared with the row above) | the same programs and kits with other samples | GPL-2.0 (the soundfont; whether audio rendered from it, and weights trained on that, are covered is unsettled: drop it from `SOUNDFONTS` for a corpus free of the question) |
 | espeak-ng (Debian `espeak-ng`) | 18 % | speech in 15 languages, 14 voice variants, random pitch and speed | GPL-3.0-or-later (the synthesizer; the rendered audio is this project's) |
 | distillgan's example synthesizers (`distillgan.examples`) | 10 % | plucks, bells, rain, wind, surf, bowed drones with random parameters | MIT (this project) |
 | signal textures (`build_corpus.py`) | 10 % | coloured and band noise, sweeps 20 Hz-20 kHz, pulse trains, harmonic stacks | MIT (this project) |
