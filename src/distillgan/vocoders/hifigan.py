@@ -113,6 +113,14 @@ class HiFiGANInfo:
         return f"Trained for {self.epochs} epoch{'' if self.epochs == 1 else 's'} — quality may be limited"
 
 
+def stored_config(text: Any, where: Path) -> HiFiGANConfig:
+    """The generator config a model file stores (untrusted: validated, one clear error)."""
+    try:
+        return cfg_lib.from_json(HiFiGANConfig, text if isinstance(text, str) else json.dumps(text))
+    except ConfigError as error:
+        raise ModelFileError(f"the vocoder config stored in {where} is unusable: {error}") from error
+
+
 def describe_held_out(files: Any) -> str:
     """Where a vocoder's held-out figure comes from, from the stored ``held_out_files``."""
     if isinstance(files, list) and files:
@@ -420,11 +428,7 @@ def _load_cached(path_text: str, inode: int, mtime_ns: int, size: int, device: s
     if not reader.has(SECTION):
         raise VocoderUnavailableError(f"model '{path.stem}' has no per-model vocoder")
     attrs = reader.attrs(SECTION)
-    text = attrs.get("config")
-    try:
-        cfg = cfg_lib.from_json(HiFiGANConfig, text if isinstance(text, str) else json.dumps(text))
-    except ConfigError as error:
-        raise ModelFileError(f"the vocoder config stored in {path} is unusable: {error}") from error
+    cfg = stored_config(attrs.get("config"), path)
     # the stored shapes must be the ones the config implies before anything is built: a small
     # hostile file cannot make the loader allocate the large network its config describes
     state = reader.tensors(SECTION, generator_shapes(cfg), prefix="generator", map_location=device)

@@ -10,7 +10,6 @@ keeps no discriminators outside its resumable training state).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, ModelFileError
 from distillgan.modelfile import ModelLock, Section, open_model, write_model
 from distillgan.networks.hifigan import Discriminators, Generator, HiFiGANConfig, generator_shapes
+from distillgan.vocoders.hifigan import stored_config
 
 PRIOR_PATH = Path(__file__).parent / "prior" / "hifigan_v2_prior.h5"
 DISCRIMINATORS = "vocoder_discriminators"
@@ -39,19 +39,12 @@ class StartingWeights:
     discriminator_divisor: int | None  # ... this width
 
 
-def _config(text: object, where: Path) -> HiFiGANConfig:
-    try:
-        return cfg_lib.from_json(HiFiGANConfig, text if isinstance(text, str) else json.dumps(text))
-    except ConfigError as error:
-        raise ModelFileError(f"the vocoder config stored in {where} is unusable: {error}") from error
-
-
 def read_starting_weights(path: Path, source: str) -> StartingWeights:
     """The generator in ``path``'s ``/vocoder``, and its discriminators where the file has them."""
     reader = open_model(path)
     if not reader.has("vocoder"):
         raise ModelFileError(f"{path} has no vocoder to start from")
-    cfg = _config(reader.attrs("vocoder").get("config"), path)
+    cfg = stored_config(reader.attrs("vocoder").get("config"), path)
     # stored shapes are checked against the ones the configs imply before anything is built
     generator = reader.tensors("vocoder", generator_shapes(cfg), prefix="generator")
     discriminators, divisor = None, None
@@ -63,7 +56,7 @@ def read_starting_weights(path: Path, source: str) -> StartingWeights:
 
 def _discriminator_shapes(cfg: HiFiGANConfig, divisor: object, where: Path) -> dict[str, tuple[int, ...]]:
     """The discriminators' weight shapes for ``cfg`` at the stored width, laid out on the meta device."""
-    d_cfg = _config({**cfg_lib.to_dict(cfg), "discriminator_channel_divisor": divisor}, where)
+    d_cfg = stored_config({**cfg_lib.to_dict(cfg), "discriminator_channel_divisor": divisor}, where)
     with torch.device("meta"):
         return {k: tuple(v.shape) for k, v in Discriminators(d_cfg).state_dict().items()}
 
@@ -99,7 +92,7 @@ def export(run: Path, out: Path = PRIOR_PATH) -> Path:
     best) generator and the discriminators of its latest training state."""
     reader = open_model(run)
     attrs = reader.attrs("vocoder")
-    cfg = _config(attrs["config"], run)
+    cfg = stored_config(attrs["config"], run)
     generator = reader.tensors("vocoder", generator_shapes(cfg), prefix="generator")
     state = reader.tree("vocoder_checkpoint")["state_dict"]
     prefix = "discriminators."
