@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"  # shown in the README
 
 TINY_VAE = {
     "model": {"latent_dim": 4, "channels": [16, 16], "kernel_size": 3},
@@ -294,7 +294,7 @@ def open_advanced(page: object, section: str) -> None:
 
 
 def full_page_screenshot(page: object, name: str, *, charts: tuple[str, ...] = ()) -> Path:
-    """A screenshot of the whole page into artifacts/screenshots/. The viewport is grown to the
+    """A screenshot of the whole page into docs/screenshots/. The viewport is grown to the
     page first (a full-page capture that resizes it catches the charts mid-redraw)."""
     height = page.evaluate("() => document.documentElement.scrollHeight")  # type: ignore[attr-defined]
     page.set_viewport_size({"width": 1280, "height": height})  # type: ignore[attr-defined]
