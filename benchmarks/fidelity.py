@@ -13,7 +13,8 @@ cap of 8 minutes of wall time per vocoder run. One run trains a VAE on the corpu
   recipe used before the prior (tuned for a start from scratch: lr 1e-3, 828 warm-up steps).
 
 For each it prints, on the held-out sounds (never trained on): log-mel L1, multi-resolution
-STFT distance (auraloss defaults), the level error per band in dB (mean |error|, and the
+STFT distance (auraloss defaults), the frame-rate comb excess (``evaluation.comb_share_db``: an
+under-trained vocoder buzzes at 86.1 Hz harmonics), the level error per band in dB (mean |error|, and the
 worst clip's signed error, over clips where the band holds at least 1 % of the energy), the
 VAE round trip (mel -> VAE -> vocoder, against the original) and wall time and generator steps.
 ``--vae-aware F`` adds a third run from the prior with ``train.vae_aware_fraction=F``.
@@ -78,6 +79,7 @@ def _score(vocoder: HiFiGANVocoder, clips: list[np.ndarray], vae) -> dict:
         "band_mean_abs_db": [None if v is None else round(v, 2) for v in held_out.band_mean_abs_db],
         "band_worst_db": [None if v is None else round(v, 2) for v in held_out.band_worst_db],
         "bands_within_db": round(held_out.bands_within, 2),
+        "comb_excess_db": round(held_out.comb_excess_db, 1),
         "vae_round_trip_log_mel_l1": round(through_vae.log_mel_l1, 4),
         "vae_round_trip_mr_stft": round(through_vae.mr_stft, 4),
     }
@@ -138,8 +140,8 @@ def main() -> None:
             f"corpus {corpus_dir} ({len(corpus.files)} files); held out {held_out_dir} ({len(clips)} files)"
         )
         print(
-            f"{'':10s} {'mel L1':>7s} {'MR-STFT':>8s} {'VAE mel':>8s} {'VAE STFT':>8s} {'steps':>6s} {'wall s':>7s}  "
-            + " ".join(f"{b:>14s}" for b in bands)
+            f"{'':10s} {'mel L1':>7s} {'MR-STFT':>8s} {'comb dB':>7s} {'VAE mel':>8s} {'VAE STFT':>8s} {'steps':>6s} "
+            f"{'wall s':>7s}  " + " ".join(f"{b:>14s}" for b in bands)
         )
         for name, r in results["runs"].items():
             cells = [
@@ -147,12 +149,14 @@ def main() -> None:
                 for m, w in zip(r["band_mean_abs_db"], r["band_worst_db"], strict=True)
             ]
             print(
-                f"{name:10s} {r['log_mel_l1']:7.3f} {r['mr_stft']:8.3f} {r['vae_round_trip_log_mel_l1']:8.3f} "
+                f"{name:10s} {r['log_mel_l1']:7.3f} {r['mr_stft']:8.3f} {r['comb_excess_db']:+7.1f} "
+                f"{r['vae_round_trip_log_mel_l1']:8.3f} "
                 f"{r['vae_round_trip_mr_stft']:8.3f} {r['steps']:6d} {r['wall_s']:7.0f}  "
                 + " ".join(f"{c:>14s}" for c in cells)
             )
         print(
-            "bands: mean |level error| dB (worst clip's signed error), where the reference holds >= 1 % of its energy"
+            "bands: mean |level error| dB (worst clip's signed error), where the reference holds >= 1 % of its energy; "
+            "comb: how much more of the output's energy than the original's sits on the 86.1 Hz frame-rate harmonics"
         )
         if {"prior", "scratch"} <= results["runs"].keys():
             ratio = results["runs"]["prior"]["log_mel_l1"] / results["runs"]["scratch"]["log_mel_l1"]

@@ -37,3 +37,15 @@ def test_a_perfect_render_scores_zero_and_a_poor_one_does_not() -> None:
     assert muffled.log_mel_l1 > 0.5 and muffled.mr_stft > perfect.mr_stft
     names = [name for name, _, _ in evaluation.BANDS]
     assert muffled.band_worst_db[names.index(">10k")] < -10  # the highs are gone
+
+
+def test_a_frame_rate_buzz_in_place_of_a_tone_shows_as_comb_excess() -> None:
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    tone = np.sin(2 * np.pi * 330 * t)  # between the frame rate's harmonics (86.1 Hz apart)
+    frame_rate = SAMPLE_RATE / 512
+    buzz = sum(np.sin(2 * np.pi * k * frame_rate * t) / k for k in range(1, 40))
+    noise = np.random.default_rng(0).standard_normal(len(t))
+    assert evaluation.comb_share_db(buzz) > -0.1  # all of it on the comb
+    assert -16 < evaluation.comb_share_db(noise) < -10  # its width's share of the spectrum
+    assert evaluation.score_clip(tone, buzz).comb_excess_db > 30
+    assert evaluation.score_clip(tone, tone).comb_excess_db == pytest.approx(0.0)

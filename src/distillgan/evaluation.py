@@ -6,6 +6,10 @@ vocoder training (BigVGAN's score) and the README quote.
 * **band levels**: the level error in dB of each band in :data:`BANDS`, counted only where the
   reference holds at least :data:`BAND_MIN_SHARE` of its energy (a band it barely has says
   nothing about fidelity, and its dB error would swamp the rest).
+* **frame-rate comb**: how much more of the estimate's energy than the reference's sits on the
+  harmonics of the mel frame rate (44 100 / 512 = 86.1 Hz). A mel vocoder's upsampling stack
+  repeats itself once per frame, so an under-trained one buzzes at exactly those frequencies
+  instead of rendering the partials in between: the failure that makes its tones too quiet.
 """
 
 from __future__ import annotations
@@ -48,11 +52,27 @@ def band_level_errors(reference: np.ndarray, estimate: np.ndarray) -> list[float
     ]
 
 
+COMB_HALF_WIDTH_HZ = 2.0
+
+
+def comb_share_db(audio: np.ndarray) -> float:
+    """Share of a clip's energy within ±:data:`COMB_HALF_WIDTH_HZ` of the frame rate's
+    harmonics, in dB (white noise: about -13 dB; a pure frame-rate buzz: 0 dB)."""
+    audio = np.asarray(audio, dtype=np.float64)
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio)))) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / SAMPLE_RATE)
+    frame_rate = SAMPLE_RATE / HOP_LENGTH
+    offset = np.abs(freqs - np.round(freqs / frame_rate) * frame_rate)
+    total = spectrum.sum()
+    return float(10 * np.log10((spectrum[offset <= COMB_HALF_WIDTH_HZ].sum() + 1e-20) / (total + 1e-20)))
+
+
 @dataclass
 class ClipScore:
     log_mel_l1: float
     mr_stft: float
     band_errors_db: list[float | None]
+    comb_excess_db: float  # the estimate's frame-rate comb share minus the reference's
 
 
 @dataclass
@@ -63,6 +83,7 @@ class FidelityScore:
     mr_stft: float
     band_mean_abs_db: list[float | None]
     band_worst_db: list[float | None]  # signed error of largest magnitude
+    comb_excess_db: float  # mean over clips
     clips: list[ClipScore]
 
     @property
@@ -95,7 +116,8 @@ def score_clip(reference: np.ndarray, estimate: np.ndarray) -> ClipScore:
     with torch.no_grad():
         mel_l1 = float(F.l1_loss(log_mel_spectrogram(est), log_mel_spectrogram(ref)))
         mr_stft = float(_mr_stft(est[:, None], ref[:, None]))
-    return ClipScore(mel_l1, mr_stft, band_level_errors(reference[:n], estimate[:n]))
+    comb = comb_share_db(estimate[:n]) - comb_share_db(reference[:n])
+    return ClipScore(mel_l1, mr_stft, band_level_errors(reference[:n], estimate[:n]), comb)
 
 
 def score(references: Sequence[np.ndarray], render: Callable[[np.ndarray], np.ndarray]) -> FidelityScore:
@@ -114,5 +136,6 @@ def score(references: Sequence[np.ndarray], render: Callable[[np.ndarray], np.nd
         mr_stft=float(np.mean([c.mr_stft for c in clips])),
         band_mean_abs_db=mean_abs,
         band_worst_db=worst,
+        comb_excess_db=float(np.mean([c.comb_excess_db for c in clips])),
         clips=clips,
     )
