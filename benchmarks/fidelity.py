@@ -35,8 +35,8 @@ import torch
 import yaml
 
 from distillgan import evaluation
-from distillgan.audio import load_corpus
 from distillgan.config import load_vae_config
+from distillgan.corpus import load_corpus
 from distillgan.examples import write_example_corpus, write_example_held_out
 from distillgan.generation import load_vae
 from distillgan.lightning_modules.hifigan import load_vocoder_config

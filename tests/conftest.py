@@ -41,8 +41,8 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def vae_model(tiny_corpus: Path, models_dir: Path) -> Path:
     """``models_dir/tiny.distillgan`` as ``train vae`` leaves it: a (tiny, untrained) VAE and the
     manifest of ``tiny_corpus``; ready for ``train vocoder``."""
-    from distillgan.audio import build_manifest, load_corpus
     from distillgan.config import load_vae_config
+    from distillgan.corpus import build_manifest, load_corpus
     from distillgan.lightning_modules.vae import VAEModule
     from distillgan.modelfile import ModelLock, Section, write_model
 

@@ -16,9 +16,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distillgan.audio import (
+from distillgan.audio import SAMPLE_RATE, load_audio, resample, write_audio
+from distillgan.corpus import (
     PACK_GAP_S,
-    SAMPLE_RATE,
     Corpus,
     CorpusFile,
     FileVerdict,
@@ -26,12 +26,9 @@ from distillgan.audio import (
     check_file,
     check_manifest,
     format_duration,
-    load_audio,
     load_corpus,
     pack_short_sounds,
-    resample,
     scan_audio_files,
-    write_audio,
 )
 from distillgan.errors import CorpusError, ModelFileError
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from distillgan.audio import SAMPLE_RATE, load_corpus
+from distillgan.audio import SAMPLE_RATE
+from distillgan.corpus import load_corpus
 from distillgan.examples import (
     PEAK_DBFS,
     synth_bell,

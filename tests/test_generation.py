@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,16 @@ from distillgan.errors import DistillganError, ModelFileError, VocoderUnavailabl
 from distillgan.examples import synth_bell
 from distillgan.generation import (
     EXPORT_CEILING_DBFS,
+    FRESH_SEED_LIMIT,
     Generation,
     QualityBadge,
     file_mel,
     generate,
+    take_path,
     vocode_file,
     vocoder_status,
     write_generation,
+    write_take,
 )
 from distillgan.mel import SAMPLE_RATE, log_mel_spectrogram
 from distillgan.vocoders import bigvgan_weights
@@ -199,7 +203,7 @@ def test_same_seed_same_audio_other_seed_other_audio(tmp_path: Path) -> None:
 
 
 def test_long_generation_has_the_exact_duration_and_no_click_at_the_ends(tmp_path: Path) -> None:
-    audio = generate(model(tmp_path, "good", GOOD), duration_s=30.0).audio
+    audio = generate(model(tmp_path, "good", GOOD), seed=0, duration_s=30.0).audio
     assert audio.shape == (30 * SAMPLE_RATE,) and np.isfinite(audio).all()
     assert audio[0] == 0.0 and audio[-1] == 0.0  # faded in and out
 
@@ -233,7 +237,7 @@ def test_export_rate_and_depth_on_disk(
     tmp_path: Path, sample_rate: int, bit_depth: str, subtype: str
 ) -> None:
     result = generate(
-        model(tmp_path, "good", GOOD), duration_s=1.0, sample_rate=sample_rate, bit_depth=bit_depth
+        model(tmp_path, "good", GOOD), seed=0, duration_s=1.0, sample_rate=sample_rate, bit_depth=bit_depth
     )
     badge = result.badge
     assert (badge.sample_rate, badge.bit_depth, badge.duration_s) == (sample_rate, bit_depth, 1.0)
@@ -255,13 +259,15 @@ def test_export_rate_and_depth_on_disk(
 
 @pytest.mark.parametrize(("bit_depth", "subtype"), [("16", "PCM_16"), ("24", "PCM_24")])
 def test_flac_export(tmp_path: Path, bit_depth: str, subtype: str) -> None:
-    result = generate(model(tmp_path, "good", GOOD), duration_s=0.5, sample_rate=48000, bit_depth=bit_depth)
+    result = generate(
+        model(tmp_path, "good", GOOD), seed=0, duration_s=0.5, sample_rate=48000, bit_depth=bit_depth
+    )
     info = sf.info(str(write_generation(tmp_path / "out.flac", result)))
     assert (info.format, info.subtype, info.samplerate, info.frames) == ("FLAC", subtype, 48000, 24000)
 
 
 def test_export_mistakes_are_clear_and_never_overwrite_by_accident(tmp_path: Path) -> None:
-    result = generate(model(tmp_path, "good", GOOD), duration_s=0.5, bit_depth="32f")
+    result = generate(model(tmp_path, "good", GOOD), seed=0, duration_s=0.5, bit_depth="32f")
     with pytest.raises(DistillganError, match="FLAC holds 16- or 24-bit"):
         write_generation(tmp_path / "out.flac", result)
     with pytest.raises(DistillganError, match=r"must end in \.wav or \.flac"):
@@ -276,15 +282,80 @@ def test_export_mistakes_are_clear_and_never_overwrite_by_accident(tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name) == []
 
 
+def test_without_a_seed_each_clip_gets_a_fresh_one_on_its_badge(tmp_path: Path) -> None:
+    path = model(tmp_path, "good", GOOD)
+    first, second = (generate(path, duration_s=0.5) for _ in range(2))
+    seeds = (first.badge.seed, second.badge.seed)
+    assert seeds[0] != seeds[1] and all(0 <= s < FRESH_SEED_LIMIT for s in seeds)
+    assert not np.array_equal(first.audio, second.audio)
+    again = generate(path, duration_s=0.5, seed=first.badge.seed)  # the badge's seed reproduces it
+    assert np.array_equal(again.audio, first.audio)
+
+
+def test_takes_are_numbered_per_model_and_seed_and_never_overwrite(tmp_path: Path) -> None:
+    result = generate(model(tmp_path, "good", GOOD), duration_s=0.5, seed=42)
+    out = tmp_path / "out"
+    out.mkdir()
+    first = write_take(out, "good", result)
+    second = write_take(out, "good", result)
+    assert (first.name, second.name) == ("good_seed42_take01.wav", "good_seed42_take02.wav")
+    assert sf.info(str(first)).frames == sf.info(str(second)).frames == round(0.5 * SAMPLE_RATE)
+    other = generate(model(tmp_path, "good", GOOD), duration_s=0.5, seed=4)
+    assert write_take(out, "good", other).name == "good_seed4_take01.wav"  # seed 4 is not seed 42
+    # numbering follows the highest take there, so a deleted take's number is not reused
+    first.unlink()
+    (out / "good_seed42_take07.wav").write_bytes(b"kept")
+    assert take_path(out, "good", 42).name == "good_seed42_take08.wav"
+    assert (out / "good_seed42_take07.wav").read_bytes() == b"kept"
+    (out / "my_takes_seed42_take03.wav").write_bytes(b"kept")  # "_take" in a model's own name
+    assert take_path(out, "my_takes", 42).name == "my_takes_seed42_take04.wav"
+
+
+def test_a_take_is_created_exclusively(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another process created take01 after this one looked at the folder: the stale listing
+    # picks take01 again, and the exclusive create moves on instead of replacing that file.
+    (tmp_path / "good_seed1_take01.wav").write_bytes(b"someone else's take")
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter(()))
+    assert take_path(tmp_path, "good", 1).name == "good_seed1_take02.wav"
+    monkeypatch.undo()
+    assert (tmp_path / "good_seed1_take01.wav").read_bytes() == b"someone else's take"
+
+    barrier = threading.Barrier(8)
+    paths: list[Path] = []
+
+    def reserve() -> None:
+        barrier.wait()
+        paths.append(take_path(tmp_path, "good", 2))
+
+    threads = [threading.Thread(target=reserve) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(p.name for p in paths) == [f"good_seed2_take{n:02d}.wav" for n in range(1, 9)]
+
+
+def test_a_take_that_cannot_be_written_leaves_nothing(tmp_path: Path) -> None:
+    result = generate(model(tmp_path, "good", GOOD), duration_s=0.5, seed=3, bit_depth="32f")
+    with pytest.raises(DistillganError, match="FLAC holds 16- or 24-bit"):
+        write_take(tmp_path, "good", result, suffix=".flac")
+    assert not list(tmp_path.glob("good_seed3_*"))
+    with pytest.raises(DistillganError, match="does not exist"):
+        write_take(tmp_path / "nowhere", "good", result)
+    vocoded = vocode_file(model(tmp_path, "good", GOOD), write_bell(tmp_path / "bell.wav", 0.5))
+    with pytest.raises(DistillganError, match="with a seed"):
+        write_take(tmp_path, "good", vocoded)
+
+
 def test_a_clipping_vocoder_is_reported_and_export_adds_no_clipping(tmp_path: Path) -> None:
     # A last conv 1000x too loud drives the tanh to exactly full scale: the vocoder clips.
     path = model(tmp_path, "loud", {**GOOD, "output_gain": 1000.0})
-    native = generate(path, duration_s=1.0).badge
+    native = generate(path, seed=0, duration_s=1.0).badge
     assert native.clipped_samples > 1000
     # Its DC offset removed, the saturated signal swings past full scale: lowered, not clipped.
     assert native.removed_dc_dbfs > -40 and native.export_gain_db < 0
     assert native.peak_dbfs == pytest.approx(EXPORT_CEILING_DBFS, abs=1e-3)
-    result = generate(path, duration_s=1.0, sample_rate=96000, bit_depth="16")
+    result = generate(path, seed=0, duration_s=1.0, sample_rate=96000, bit_depth="16")
     badge = result.badge
     assert badge.clipped_samples == native.clipped_samples  # counted on the vocoder's own output
     # The resampler overshoots full scale between samples; export lowers the level instead of clipping.
@@ -296,13 +367,13 @@ def test_a_clipping_vocoder_is_reported_and_export_adds_no_clipping(tmp_path: Pa
 
 
 def test_quiet_audio_is_left_alone(tmp_path: Path) -> None:
-    badge = generate(model(tmp_path, "good", GOOD), duration_s=1.0, sample_rate=48000).badge
+    badge = generate(model(tmp_path, "good", GOOD), seed=0, duration_s=1.0, sample_rate=48000).badge
     assert badge.export_gain_db == 0.0 and badge.clipped_samples == 0 and badge.peak_dbfs < 0
     assert "no clipping" in badge.describe()
 
 
 def test_badge_to_dict_is_json(tmp_path: Path) -> None:
-    badge = generate(model(tmp_path, "early", STOPPED_EARLY), duration_s=0.5, vocoder="hifigan").badge
+    badge = generate(model(tmp_path, "early", STOPPED_EARLY), seed=0, duration_s=0.5, vocoder="hifigan").badge
     data = json.loads(json.dumps(badge.to_dict()))
     assert data == {
         "vocoder": "hifigan",
@@ -440,10 +511,10 @@ def test_the_badge_loudness_is_the_meters_on_the_written_file(tmp_path: Path) ->
 
 def test_near_silence_is_said_plainly_and_never_raised(tmp_path: Path) -> None:
     quiet = model(tmp_path, "quiet", {**GOOD, "output_gain": 1e-5})
-    badge = generate(quiet, duration_s=1.0, loudness_lufs=-14.0).badge
+    badge = generate(quiet, seed=0, duration_s=1.0, loudness_lufs=-14.0).badge
     assert badge.loudness_gain_db == 0.0 and (badge.loudness_lufs or -100) < -50
     assert "Near silence" in badge.describe() and "Not normalised to -14 LUFS" in badge.describe()
-    short = generate(model(tmp_path, "good", GOOD), duration_s=0.2, loudness_lufs=-14.0).badge
+    short = generate(model(tmp_path, "good", GOOD), seed=0, duration_s=0.2, loudness_lufs=-14.0).badge
     assert short.loudness_lufs is None and "shorter than 0.4 s" in short.describe()
     with pytest.raises(DistillganError, match="loudness must be between -60 and 0 LUFS"):
         generate(quiet, duration_s=1.0, loudness_lufs=3.0)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from distillgan import __version__, modelfile
+from distillgan import __version__
 from distillgan.errors import DamagedModelFileError, ModelFileError, ModelLockedError
 from distillgan.modelfile import (
     FORMAT,
@@ -35,6 +35,8 @@ from distillgan.modelfile import (
     unpack_tree,
     write_model,
 )
+from distillgan.modelfile import lock as modelfile_lock
+from distillgan.modelfile import writer as modelfile_writer
 
 
 def write(path: Path, sections: dict[str, Section | None], *, create: bool = True) -> None:
@@ -477,7 +479,7 @@ def test_interrupted_write_leaves_old_file(
 ) -> None:
     before = model.read_bytes()
     calls = []
-    real = modelfile._write_tensor
+    real = modelfile_writer._write_tensor
 
     def failing(group: h5py.Group, name: str, value: Any) -> None:
         calls.append(name)
@@ -485,7 +487,7 @@ def test_interrupted_write_leaves_old_file(
             raise error
         real(group, name, value)
 
-    monkeypatch.setattr(modelfile, "_write_tensor", failing)
+    monkeypatch.setattr(modelfile_writer, "_write_tensor", failing)
     tensors = {f"generator/{i}": torch.randn(64) for i in range(5)}
     with pytest.raises(raised):
         write(model, {"vocoder": Section(tensors=tensors), "vae": None}, create=False)
@@ -703,7 +705,7 @@ def test_a_planted_lock_link_is_refused_and_its_target_kept(tmp_path: Path, mode
     ],
 )
 def test_lock_holder_description_is_defensive(raw: bytes, holder: str) -> None:
-    assert modelfile._describe_holder(raw) == holder
+    assert modelfile_lock._describe_holder(raw) == holder
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import json, os, sys
 from pathlib import Path
 
 import distillgan.callbacks.model_file as model_file
-from distillgan.audio import load_corpus
+from distillgan.corpus import load_corpus
 from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock
 from distillgan.training import TrainerOptions, train_vocoder
@@ -91,7 +91,7 @@ def test_ctrl_c_on_one_ddp_worker_stops_every_rank(vae_model: Path, models_dir: 
     assert saved, out + err
     assert out.count("Corpus: 5 files") == 1  # the worker trains silently
     attrs = open_model(vae_model).attrs("vocoder")
-    assert attrs["status"] == "partial" and attrs["epoch"] == int(saved.group(1))
+    assert attrs["status"] == "partial" and attrs["epochs"] == int(saved.group(1))
     assert 0 < attrs["steps"] < 40 * 4
     assert seconds < 60
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 
-from distillgan.audio import load_corpus
+from distillgan.corpus import load_corpus
 from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock
 from distillgan.progress import CancelToken

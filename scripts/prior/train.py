@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from distillgan.audio import load_corpus
 from distillgan.config import json_attr
+from distillgan.corpus import load_corpus
 from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock, open_model
 from distillgan.progress import CancelToken, ProgressEvent

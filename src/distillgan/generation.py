@@ -49,10 +49,11 @@ from distillgan.audio import load_audio, resample, write_audio
 from distillgan.config import VAEConfig
 from distillgan.errors import ConfigError, DistillganError, ModelFileError, VocoderUnavailableError
 from distillgan.mel import HOP_LENGTH, N_FFT, SAMPLE_RATE, log_mel_spectrogram
-from distillgan.modelfile import SUFFIX, open_model
+from distillgan.modelfile import model_name, open_model
 from distillgan.networks.vae import MelVAE, decode_trajectory, latent_trajectory
 from distillgan.vocoders.base import Vocoder
 from distillgan.vocoders.bigvgan import BigVGANVocoder, load_bigvgan_vocoder
+from distillgan.vocoders.bigvgan_weights import BigVGANUnavailableError
 from distillgan.vocoders.choices import (
     BIT_DEPTH_NAMES,
     BIT_DEPTHS,
@@ -86,6 +87,12 @@ DC_NOTICE_DBFS = -60.0  # a removed offset below this is not worth a word
 # Mel frames per STFT block when vocoding a file (bounded memory for long inputs).
 FILE_MEL_CHUNK_FRAMES = 4096
 SILENCE_DBFS = -200.0
+# A fresh seed stays below 2**31: short enough to read off the badge and retype, and exact in a
+# browser's numbers. Any seed up to MAX_SEED may be given.
+FRESH_SEED_LIMIT = 2**31
+# Every generated clip's file name when no output path is given, in the CLI and the UI alike:
+# the model, the seed (to hear it again) and the take (another render of that seed).
+TAKE_NAME = "{model}_seed{seed}_take{take:02d}{suffix}"
 
 DownloadProgress = Callable[[str, int, int], None]
 
@@ -168,11 +175,6 @@ class Generation:
 # Choosing the vocoder
 
 
-def _model_label(model_path: Path) -> str:
-    name = model_path.name
-    return name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
-
-
 def _status_from_info(info: HiFiGANInfo | None) -> VocoderStatus:
     if info is None:
         return VocoderStatus(
@@ -228,7 +230,7 @@ def _pick_vocoder(
     reason = status.auto_reason if choice == "auto" else "chosen explicitly"
     if kind == "hifigan":
         if not status.has_hifigan:
-            name = _model_label(model_path)
+            name = model_name(model_path)
             raise VocoderUnavailableError(
                 f"model '{name}' has no per-model HiFi-GAN vocoder: use the universal BigVGAN-v2 (vocoder "
                 f"'bigvgan') or 'auto', or train one with `distillgan train vocoder {name}`"
@@ -238,9 +240,10 @@ def _pick_vocoder(
         vocoder = load_bigvgan_vocoder(bigvgan_dir, device=device, progress=download_progress)
     except VocoderUnavailableError as error:
         if choice == "auto" and status.has_hifigan:
-            raise VocoderUnavailableError(
-                f"{error}; or use this model's own vocoder by hand (vocoder 'hifigan')"
-            ) from error
+            alternative = "; or use this model's own vocoder by hand (vocoder 'hifigan')"
+            if isinstance(error, BigVGANUnavailableError):
+                raise error.followed_by(alternative) from error
+            raise VocoderUnavailableError(f"{error}{alternative}") from error
         raise
     return vocoder, reason, None
 
@@ -305,6 +308,11 @@ def check_export_args(*, sample_rate: int, bit_depth: str, loudness_lufs: float 
         raise DistillganError(
             f"loudness must be between {low:g} and {high:g} LUFS (e.g. -14), got {loudness_lufs!r}"
         )
+
+
+def new_seed() -> int:
+    """A fresh random seed: what generating without a seed uses, in every front end."""
+    return secrets.randbelow(FRESH_SEED_LIMIT)
 
 
 def check_generate_args(
@@ -466,7 +474,7 @@ def _full_scale_samples(audio: np.ndarray) -> int:
 def generate(
     model_path: Path,
     *,
-    seed: int = 0,
+    seed: int | None = None,
     duration_s: float = DEFAULT_DURATION_S,
     vocoder: VocoderChoice = "auto",
     sample_rate: int = 44100,
@@ -477,9 +485,12 @@ def generate(
 ) -> Generation:
     """A new clip from the model: a seeded latent walk, decoded to a mel, then vocoded.
 
-    The same model, seed, duration and vocoder give the same audio. ``loudness_lufs``
-    normalises the clip to that integrated loudness (see the module docstring).
+    The same model, seed, duration and vocoder give the same audio; without a seed a fresh one
+    is drawn (:func:`new_seed`), and the badge says which. ``loudness_lufs`` normalises the clip
+    to that integrated loudness (see the module docstring).
     """
+    if seed is None:
+        seed = new_seed()
     check_generate_args(
         seed=seed,
         duration_s=duration_s,
@@ -616,6 +627,50 @@ def write_generation(path: Path, generation: Generation, *, overwrite: bool = Tr
     return path
 
 
+def take_path(folder: Path, model_name: str, seed: int, *, suffix: str = ".wav") -> Path:
+    """Create, empty, the next numbered take of ``model_name`` and ``seed`` in ``folder``.
+
+    The name is :data:`TAKE_NAME`; the take number follows the highest one there, and the file
+    is created with ``O_EXCL``, so two generations at once (two UI tabs, two processes) never
+    get the same file: the slower one takes the next number. The caller fills the file
+    (:func:`write_take` does) or removes it.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DistillganError(f"cannot write a take in {folder}: the folder does not exist")
+    first = TAKE_NAME.format(model=model_name, seed=seed, take=0, suffix=suffix)
+    prefix = first[: first.rindex("_take") + len("_take")]  # rindex: a model may be called "my_takes"
+    taken = [
+        int(number)
+        for entry in folder.iterdir()
+        if entry.name.startswith(prefix) and (number := entry.name[len(prefix) :].split(".", 1)[0]).isdigit()
+    ]
+    take = max(taken, default=0) + 1
+    while True:
+        path = folder / TAKE_NAME.format(model=model_name, seed=seed, take=take, suffix=suffix)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            take += 1
+            continue
+        except OSError as error:
+            raise DistillganError(f"cannot write {path}: {error.strerror or error}") from error
+        return path
+
+
+def write_take(folder: Path, model_name: str, generation: Generation, *, suffix: str = ".wav") -> Path:
+    """Write a generated clip as a new numbered take (:func:`take_path`); never overwrites."""
+    seed = generation.badge.seed
+    if seed is None:
+        raise DistillganError("only a generated clip (one with a seed) is written as a take")
+    path = take_path(folder, model_name, seed, suffix=suffix)
+    try:
+        return write_generation(path, generation)  # replaces only its own empty reservation
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 __all__ = [
     "BIT_DEPTHS",
     "MAX_SEED",
@@ -632,7 +687,10 @@ __all__ = [
     "file_mel",
     "generate",
     "load_vae",
+    "new_seed",
+    "take_path",
     "vocode_file",
     "vocoder_status",
     "write_generation",
+    "write_take",
 ]

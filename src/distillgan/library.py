@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from distillgan.errors import DistillganError, ModelFileError, ModelLockedError
-from distillgan.modelfile import SUFFIX, ModelLock, new_model_path
+from distillgan.modelfile import SUFFIX, ModelLock, model_name, new_model_path
 
 # Asked, with the lock held, whether to go ahead; gets a description of what will change.
 Confirm = Callable[[str], bool]
@@ -25,10 +25,6 @@ def _run_dir(path: Path) -> Path:
     from distillgan.training import run_dir
 
     return run_dir(path)
-
-
-def _name(path: Path) -> str:
-    return path.name[: -len(SUFFIX)]
 
 
 def _size(path: Path) -> int:
@@ -54,21 +50,21 @@ def _model(path: Path) -> Path:
 
 
 @contextmanager
-def _holding(path: Path, action: str) -> Iterator[None]:
+def _holding(path: Path, action: str) -> Iterator[ModelLock]:
     """The model's lock for ``action``; a model in use is refused in one line."""
     try:
         lock = ModelLock(path, owner=f"distillgan model {action}").acquire()
     except ModelLockedError as exc:
         raise ModelLockedError(f"cannot {action}: {exc}") from None
     try:
-        yield
+        yield lock
     finally:
         lock.release()  # with no model file left (deleted, renamed), the lock file goes too
 
 
 def describe_deletion(path: Path) -> str:
     """E.g. ``model 'rain' (12.3 MB) and its run folder /m/runs/rain (TensorBoard logs and previews, 4.1 MB)``."""
-    text = f"model '{_name(path)}' ({_size_text(_size(path))})"
+    text = f"model '{model_name(path)}' ({_size_text(_size(path))})"
     runs = _run_dir(path)
     if os.path.lexists(runs):
         text += f" and its run folder {runs} (TensorBoard logs and previews, {_size_text(_size(runs))})"
@@ -92,7 +88,7 @@ def delete_model(path: Path, *, confirm: Confirm | None = None) -> None:
     path = _model(path)
     with _holding(path, "delete"):
         if confirm is not None and not confirm(describe_deletion(path)):
-            raise DistillganError(f"kept model '{_name(path)}'; nothing was deleted")
+            raise DistillganError(f"kept model '{model_name(path)}'; nothing was deleted")
         runs = _run_dir(path)
         try:
             path.unlink()
@@ -121,7 +117,7 @@ def _renaming(path: Path, new_name: str) -> Iterator[tuple[Path, str]]:
             raise DistillganError(
                 f"cannot rename: {new_runs} already exists (an earlier model's logs): move or delete it first"
             )
-        yield target, f"model '{_name(path)}' to '{new_name}'"
+        yield target, f"model '{model_name(path)}' to '{new_name}'"
 
 
 def check_rename(path: Path, new_name: str) -> str:
@@ -139,7 +135,7 @@ def rename_model(path: Path, new_name: str, *, confirm: Confirm | None = None) -
     path = _model(path)
     with _renaming(path, new_name) as (target, what):
         if confirm is not None and not confirm(what):
-            raise DistillganError(f"kept the name '{_name(path)}'; nothing was renamed")
+            raise DistillganError(f"kept the name '{model_name(path)}'; nothing was renamed")
         runs, new_runs = _run_dir(path), _run_dir(target)
         moved_runs = os.path.lexists(runs)
         try:
@@ -154,3 +150,122 @@ def rename_model(path: Path, new_name: str, *, confirm: Confirm | None = None) -
         except OSError as exc:
             raise DistillganError(f"cannot rename {exc.filename or path}: {exc.strerror or exc}") from exc
     return target
+
+
+# ---------------------------------------------------------------------------------------------
+# What takes the space, and compacting: dropping a stopped run's resumable training state
+
+# (section, what it is, whether compacting drops it)
+SECTIONS = (
+    ("vae", "VAE weights", False),
+    ("vocoder", "vocoder weights", False),
+    ("vae_checkpoint", "VAE training state (resumable)", True),
+    ("vocoder_checkpoint", "vocoder training state (resumable)", True),
+)
+
+
+def _section_bytes(path: Path) -> dict[str, int]:
+    """Bytes of data stored under each section of the model file (``{}`` when unreadable: the
+    figures are only said to the user)."""
+    import h5py
+
+    from distillgan.modelfile import open_model
+
+    sizes: dict[str, int] = {}
+    try:
+        stored = set(open_model(path).sections())  # checks the file first (format, schema, links)
+        with h5py.File(path, "r") as f:
+            for name in stored:
+                total = 0
+
+                def add(_: str, obj: object) -> None:
+                    nonlocal total
+                    if isinstance(obj, h5py.Dataset):
+                        total += obj.id.get_storage_size()
+
+                f[name].visititems(add)  # hard links only: a link out of the file is never followed
+                sizes[name] = total
+    except (OSError, ValueError, KeyError, DistillganError):
+        return {}
+    return sizes
+
+
+def storage(path: Path) -> list[tuple[str, int]]:
+    """What takes the space of a model, biggest part of each kind first: ``(what, bytes)`` for
+    the model file's weights and training states, the rest of the file (settings, corpus list,
+    structure), and the run folder's (``runs/<name>``) previews and TensorBoard logs."""
+    path = _model(path)
+    sizes = _section_bytes(path)
+    parts = [(what, sizes[name]) for name, what, _ in SECTIONS if name in sizes]
+    try:
+        rest = path.stat().st_size - sum(sizes.values())
+    except OSError:
+        rest = 0
+    parts.append(("settings, corpus list and file structure", max(0, rest)))
+    runs = _run_dir(path)
+    for sub, what in (("previews", "audio previews"), ("tensorboard", "TensorBoard logs")):
+        if os.path.lexists(runs / sub):
+            parts.append((what, _size(runs / sub)))
+    return parts
+
+
+# what compacting drops, as storage() names it
+TRAINING_STATE = frozenset(what for _, what, drop in SECTIONS if drop)
+
+
+def size_text(size: int) -> str:
+    """A size as every message about the library says it (``12.3 MB``, ``40 KB``)."""
+    return _size_text(size)
+
+
+def storage_text(parts: list[tuple[str, int]]) -> str:
+    """E.g. ``VAE weights 12.1 MB · vocoder training state (resumable) 723.0 MB · …``."""
+    return " · ".join(f"{what} {_size_text(size)}" for what, size in parts)
+
+
+def _droppable(path: Path) -> list[tuple[str, str, int]]:
+    sizes = _section_bytes(path)
+    return [(name, what, sizes[name]) for name, what, drop in SECTIONS if drop and name in sizes]
+
+
+def describe_compaction(path: Path) -> str:
+    """What compacting would drop, and what that means (for the question)."""
+    dropped = _droppable(path)
+    if not dropped:
+        raise DistillganError(
+            f"model '{model_name(path)}' holds no training state: there is nothing to compact"
+        )
+    parts = ", ".join(f"its {what} ({_size_text(size)})" for _, what, size in dropped)
+    return (
+        f"model '{model_name(path)}': drop {parts}. The trained weights stay and the model generates as "
+        "before, but the stopped run can no longer be resumed or extended (training again starts fresh)"
+    )
+
+
+def check_compact(path: Path) -> str:
+    """What compacting ``path`` would drop (for the question), or why it cannot: a model in use
+    is refused at once, naming its user; one without training state has nothing to drop."""
+    path = _model(path)
+    with _holding(path, "compact"):
+        return describe_compaction(path)
+
+
+def compact_model(path: Path, *, confirm: Confirm | None = None) -> int:
+    """Drop the resumable training state of a stopped run from the model at ``path`` (its
+    ``vae_checkpoint`` and ``vocoder_checkpoint`` sections), once ``confirm`` agrees.
+
+    The file is rewritten atomically (``write_model``): the weights, the corpus manifest and
+    every other section are copied unchanged; any failure leaves the old file as it was.
+    Returns the bytes freed. Refuses a model in use (before asking) and one with no training
+    state; when ``confirm`` says no, nothing changes.
+    """
+    from distillgan.modelfile import write_model
+
+    path = _model(path)
+    with _holding(path, "compact") as lock:
+        what = describe_compaction(path)
+        if confirm is not None and not confirm(what):
+            raise DistillganError(f"kept model '{model_name(path)}' as it was; nothing was dropped")
+        before = path.stat().st_size
+        write_model(path, {name: None for name, _, _ in _droppable(path)}, lock=lock)
+        return max(0, before - path.stat().st_size)

@@ -1,4 +1,5 @@
-"""Build and run a Lightning Trainer for each stage. The CLI and the UI call only this.
+"""Build and run a Lightning Trainer for each stage: the CLI and the UI run a
+:class:`~distillgan.runs.Plan` with :func:`run_plan`.
 
 Nothing here trains: it wires the LightningModules, DataModules and callbacks together,
 picks adaptive defaults, and reports the outcome as a :class:`RunResult`.
@@ -14,13 +15,16 @@ import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from distillgan.audio import Corpus, build_manifest
 from distillgan.config import VAEConfig, json_attr, stored_count
+from distillgan.corpus import Corpus, build_manifest
 from distillgan.errors import ConfigError, DistillganError
 from distillgan.modelfile import ModelLock, Section
 from distillgan.progress import CancelToken, ProgressListener
+
+if TYPE_CHECKING:
+    from distillgan.runs import Plan
 
 # The global RNGs initialise a network: runs started by threads of one process (the UI's
 # jobs) seed and build under this lock, so each run's weights are what its seed says.
@@ -134,7 +138,7 @@ def check_model_corpus(
     Raises :class:`~distillgan.errors.CorpusError` naming the missing or changed files unless
     ``accept_changes``, or when none of the files is left; returns the ``ManifestCheck``.
     """
-    from distillgan.audio import check_manifest
+    from distillgan.corpus import check_manifest
     from distillgan.errors import CorpusError
 
     check = check_manifest(manifest, audio_dir)
@@ -162,7 +166,7 @@ def load_model_corpus(
     Missing or changed files are named; training refuses such a corpus unless
     ``accept_changes``, and then uses the files that are there as they are now.
     """
-    from distillgan.audio import load_corpus
+    from distillgan.corpus import load_corpus
 
     check = check_model_corpus(manifest, audio_dir=audio_dir, accept_changes=accept_changes)
     present = [f["path"] for f in manifest["files"] if f["path"] not in set(check.missing)]
@@ -205,12 +209,6 @@ def resumed_vocoder_run(
     if total is not None and total <= done:
         raise DistillganError(f"the saved run has already trained {done} epochs: {go_on.format(done=done)}")
     return ResumedVocoderRun(cfg, total, ignored)
-
-
-def resume_epoch(epochs_completed: Any) -> int:
-    """The epoch (counted from 1) a saved training state continues with: the one after those
-    completed. ``epochs_completed`` comes from a model file (untrusted)."""
-    return (stored_count(epochs_completed) or 0) + 1
 
 
 def _lightning_trainer(options: TrainerOptions, **settings: Any) -> Any:
@@ -507,3 +505,29 @@ def train_vocoder(
     )
     _fit(trainer, module, datamodule, model_path, resume, checkpoint)
     return _result(trainer, checkpoint, cancel, model_path)
+
+
+def run_plan(
+    plan: Plan,
+    corpus: Corpus,
+    *,
+    lock: ModelLock | None,
+    listener: ProgressListener | None = None,
+    cancel: CancelToken | None = None,
+    options: TrainerOptions | None = None,
+) -> RunResult:
+    """Run a :class:`~distillgan.runs.Plan` (what both front ends start): its config, epochs and
+    resume decision are the plan's."""
+    request = plan.request
+    common: dict[str, Any] = {
+        "lock": lock,
+        "listener": listener,
+        "cancel": cancel,
+        "options": options,
+        "resume": plan.resume,
+    }
+    if plan.stage == "vae":
+        return train_vae(corpus, request.model_path, plan.cfg, **common)
+    return train_vocoder(
+        corpus, request.model_path, plan.cfg, epochs=plan.epochs, bigvgan_dir=request.bigvgan_dir, **common
+    )

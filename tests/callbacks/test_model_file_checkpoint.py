@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from distillgan.audio import load_corpus
 from distillgan.callbacks import ModelFileCheckpointIO
+from distillgan.corpus import load_corpus
 from distillgan.errors import TrainingError
 from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
 from distillgan.modelfile import ModelLock, Section, open_model, write_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,10 @@ from rich.console import Console
 from distillgan.audio import write_audio
 from distillgan.cli.generate import DownloadBar
 from distillgan.examples import synth_pluck
+from distillgan.generation import take_path
 from distillgan.mel import SAMPLE_RATE
 from distillgan.vocoders import bigvgan_weights
-from distillgan.vocoders.bigvgan_weights import LOCAL_DIR_ENV, REPO_ID
+from distillgan.vocoders.bigvgan_weights import FOLDER_FIELD, LOCAL_DIR_ENV, REPO_ID
 from tests.cli.conftest import CliRun, assert_one_line_error
 from tests.vocoders.model_files import nvidia_files, serve_hub, write_folder, write_model_file
 
@@ -37,6 +39,7 @@ def setting(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv(LOCAL_DIR_ENV, raising=False)
     bigvgan_weights._load_cached.cache_clear()
+    bigvgan_weights._hub_checks.clear()
 
 
 def add_model(models_dir: Path, name: str, vocoder: dict | None = None) -> Path:
@@ -49,23 +52,39 @@ def test_generate_writes_a_new_file_and_prints_the_badge(cli: CliRun, models_dir
     assert result.exit_code == 0, result.stderr
     assert "Vocoder: Per-model HiFi-GAN V2 — the model's own vocoder: held-out mel error" in result.stdout
     assert "seed 7 · 1.50 s · 44100 Hz · 16-bit PCM · peak" in result.stdout
-    assert "Saved to " in result.stdout and "rain-seed7.wav" in result.stdout
-    first = Path("rain-seed7.wav")
+    assert "Saved to " in result.stdout and "rain_seed7_take01.wav" in result.stdout
+    first = Path("rain_seed7_take01.wav")
     info = sf.info(str(first))
     assert (info.samplerate, info.frames, info.subtype) == (44100, round(1.5 * SAMPLE_RATE), "PCM_16")
     before = first.read_bytes()
 
     again = cli(["generate", "rain", "--seed", "7", "--duration", "0.5"])
-    assert again.exit_code == 0 and "rain-seed7-2.wav" in again.stdout
+    assert again.exit_code == 0 and "rain_seed7_take02.wav" in again.stdout
     assert first.read_bytes() == before  # never overwritten silently
-    assert sf.info("rain-seed7-2.wav").frames == round(0.5 * SAMPLE_RATE)
+    assert sf.info("rain_seed7_take02.wav").frames == round(0.5 * SAMPLE_RATE)
 
 
-def test_generate_without_a_seed_picks_one_and_shows_it(cli: CliRun, models_dir: Path) -> None:
+def test_without_a_seed_each_run_is_a_new_take_with_its_seed_shown(
+    cli: CliRun, models_dir: Path, tmp_path: Path
+) -> None:
     add_model(models_dir, "rain", GOOD)
-    result = cli(["generate", "rain", "--duration", "0.5", "--json"])
-    seed = json.loads(result.stdout)["seed"]
-    assert isinstance(seed, int) and Path(f"rain-seed{seed}.wav").is_file()
+    runs = [cli(["generate", "rain", "--duration", "0.5"]) for _ in range(2)]
+    assert all(run.exit_code == 0 for run in runs), runs[0].stderr
+    seeds = [int(re.search(r"^seed (\d+) · ", run.stdout, re.M).group(1)) for run in runs]
+    assert seeds[0] != seeds[1]  # a fresh seed each time, not 0
+    files = [Path(f"rain_seed{seed}_take01.wav") for seed in seeds]
+    assert all(f"Saved to {file.resolve()}" in run.stdout for file, run in zip(files, runs, strict=True))
+    assert files[0].read_bytes() != files[1].read_bytes()
+
+    # the seed shown, given back, renders the same clip: a new take beside the first
+    again = cli(["generate", "rain", "--duration", "0.5", "--seed", str(seeds[0]), "--json"])
+    data = json.loads(again.stdout)
+    retake = Path(data["path"])
+    assert data["seed"] == seeds[0] and retake.name == f"rain_seed{seeds[0]}_take02.wav"
+    assert sf.read(retake)[0].tolist() == sf.read(files[0])[0].tolist()
+    # the name is the library's take name, the one the UI's takes get too
+    (tmp_path / "elsewhere").mkdir()
+    assert take_path(tmp_path / "elsewhere", "rain", seeds[0]).name == files[0].name
 
 
 def test_json_is_one_object_and_matches_the_file(cli: CliRun, models_dir: Path, tmp_path: Path) -> None:
@@ -154,6 +173,7 @@ def test_download_bar_draws_only_when_called() -> None:
             ["no per-model HiFi-GAN vocoder", "'bigvgan'", "'auto'"],
         ),
         (["generate", "bare"], ["not cached", "--bigvgan-dir", REPO_ID]),
+        (["generate", "good", "--vocoder", "bigvgan"], ["BigVGAN-v2 is unavailable", "HF_HUB_OFFLINE"]),
         (["generate", "good", "--duration", "0"], ["duration must be between 0.1 and 3600"]),
         (["generate", "good", "--seed", "-3"], ["seed must be a whole number"]),
         (["generate", "good", "--sample-rate", "22050"], ["'22050' is not one of"]),
@@ -172,7 +192,9 @@ def test_every_mistake_is_one_clear_line(
 ) -> None:
     add_model(models_dir, "bare")
     add_model(models_dir, "good", GOOD)
-    assert_one_line_error(cli(args), *fragments)
+    result = cli(args)
+    assert_one_line_error(result, *fragments)
+    assert FOLDER_FIELD not in result.stderr  # the UI's words stay in the UI
 
 
 def test_existing_output_needs_overwrite(cli: CliRun, models_dir: Path) -> None:

@@ -126,7 +126,7 @@ def mistakes(tmp: Path, corpus: Path, recipe: Path) -> list[tuple[list[str], str
         (["train", "vae", str(corpus), "--config", str(unknown_key)], "unknown config key 'train.epoch'"),
         (["train", "vae", str(corpus), "--config", str(wrong_type)], "train.batch_size"),
         (["train", "vae", str(corpus), "--config", str(out_of_range)], "train.lr"),
-        (["train", "vae", str(corpus), "--epochs", "0", *tiny], "--epochs"),
+        (["train", "vae", str(corpus), "--epochs", "-1", *tiny], "--epochs"),
         (["train", "vae", str(corpus), "--batch-size", "-3", *tiny], "--batch-size"),
         (["train", "vae", str(corpus), "--lr", "abc", *tiny], "--lr"),
         (["train", "vae", str(corpus), "--precision", "8", *tiny], "--precision"),
@@ -173,4 +173,4 @@ def test_ctrl_c_saves_the_vae_run_and_exits_130(
     reader = open_model(path)
     assert reader.has("vae_checkpoint")
     summary = json.loads(reader.attrs("vae")["summary"])
-    assert summary["status"] == "partial" and summary["epoch"] == int(saved.group(1))
+    assert summary["status"] == "partial" and summary["epochs_completed"] == int(saved.group(1))

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distillgan.audio import load_corpus, write_audio
+from distillgan.audio import write_audio
+from distillgan.corpus import load_corpus
 from distillgan.examples import synth_tone
 from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock, Section, open_model, write_model
-from distillgan.progress import CancelToken
+from distillgan.progress import METRICS, TABLE, CancelToken
 from distillgan.training import TrainerOptions, run_dir, train_vocoder
 from tests.cli.conftest import CliRun, assert_one_line_error, cli_env, run_until_sigint
 from tests.training_runs import CancelAfter
@@ -47,7 +48,7 @@ def test_trains_with_a_live_table_previews_and_the_tensorboard_folder(cli: CliRu
     logdir = re.search(r"TensorBoard: tensorboard --logdir (\S+)", out)
     assert logdir and Path(logdir.group(1)).is_dir()
     assert Path(logdir.group(1)).is_relative_to(run_dir(vae_model))
-    for column in ("epoch", "G loss", "D loss", "mel error", "learning rate", "ETA", "100%"):
+    for column in ("epochs done", *(METRICS[key].label for key in TABLE["vocoder"]), "ETA", "100%"):
         assert column in out, column
     assert re.search(r"Vocoder training complete: 1 epochs, 8 steps, held-out mel error \d+\.\d{3}", out)
     previews = run_dir(vae_model) / "previews"
@@ -71,12 +72,12 @@ def test_unfinished_run_asks_resume_or_fresh_every_time(
     # no terminal, no flag: refuse rather than guess, and change nothing
     refused = cli(["train", "vocoder", "tiny", *TINY])
     assert_one_line_error(refused, "--resume or --fresh")
-    assert "Resume from epoch" not in refused.stdout  # a question nobody can answer is not shown
+    assert "start fresh?" not in refused.stdout  # a question nobody can answer is not shown
     assert vae_model.read_bytes() == before
 
     resumed = cli(["train", "vocoder", "tiny"], input="resume\n")
     assert resumed.exit_code == 0, resumed.stderr
-    assert "Resume from epoch 1 or start fresh?" in resumed.stdout
+    assert "Resume or start fresh?" in resumed.stdout
     assert "Resuming the HiFi-GAN vocoder" in resumed.stdout
     assert "Vocoder training complete: 1 epochs, 8 steps" in resumed.stdout  # 3 saved + 5 more
 
@@ -85,7 +86,7 @@ def test_fresh_answer_starts_over(cli: CliRun, vae_model: Path, tiny_corpus: Pat
     leave_vocoder(vae_model, tiny_corpus, cancel_after=2)
     fresh = cli(["train", "vocoder", "tiny", *TINY], input="fresh\n")
     assert fresh.exit_code == 0, fresh.stderr
-    assert "Resume from epoch 1 or start fresh?" in fresh.stdout
+    assert "Resume or start fresh?" in fresh.stdout
     assert "Training the HiFi-GAN vocoder" in fresh.stdout
     assert not open_model(vae_model).has("vocoder_checkpoint")
 
@@ -120,7 +121,7 @@ def test_kept_training_state_asks_both_questions_and_extends_a_finished_run(
     leave_vocoder(vae_model, tiny_corpus, keep=True)  # complete, with its training state
     before = vae_model.read_bytes()
     both = cli(["train", "vocoder", "tiny", *TINY], input="fresh\nn\n")
-    assert "Resume from epoch 2 or start fresh?" in both.stdout
+    assert "Resume after epoch 1 or start fresh?" in both.stdout
     assert "This model already has a trained vocoder. Replace it?" in both.stdout
     assert_one_line_error(both, "kept the existing vocoder")
     finished = cli(["train", "vocoder", "tiny", "--resume"])
@@ -185,7 +186,7 @@ def mistakes(tmp: Path, vae_model: Path) -> list[tuple[list[str], str]]:
         ([*cmd, "--batch-size", "0"], "--batch-size"),
         ([*cmd, "--lr", "-1"], "--lr"),
         ([*cmd, "--lr", "3"], "train.lr"),
-        ([*cmd, "--epochs", "0"], "--epochs"),
+        ([*cmd, "--epochs", "-1"], "epochs must be a whole number of at least 0"),
         ([*cmd, "--precision", "fp8"], "--precision"),
         ([*cmd, "--recipe", "huge"], "--recipe"),
         ([*cmd, "--audio-dir", str(tmp / "nowhere")], "not found"),
@@ -227,7 +228,7 @@ def test_ctrl_c_saves_at_once_and_the_run_resumes(vae_model: Path, models_dir: P
     assert seconds < 30
     reader = open_model(vae_model)
     attrs = reader.attrs("vocoder")
-    assert attrs["status"] == "partial" and attrs["epoch"] == int(saved.group(1))
+    assert attrs["status"] == "partial" and attrs["epochs"] == int(saved.group(1))
     assert reader.has("vocoder_checkpoint") and attrs["steps"] > 0
     vae_after = reader.tensors("vae")
     assert all(vae_after[k].equal(v) for k, v in vae_before.items())

@@ -12,7 +12,7 @@ import pytest
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 
-from distillgan.audio import load_corpus
+from distillgan.corpus import load_corpus
 from distillgan.errors import TrainingError
 from distillgan.lightning_modules.hifigan import (
     HiFiGANModule,

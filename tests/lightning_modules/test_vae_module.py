@@ -14,8 +14,8 @@ import h5py
 import pytest
 import torch
 
-from distillgan.audio import load_corpus
 from distillgan.config import load_vae_config
+from distillgan.corpus import load_corpus
 from distillgan.errors import ModelFileError
 from distillgan.lightning_modules.vae import VAEDataModule
 from distillgan.modelfile import SCHEMA_VERSION, ModelLock, Section, open_model, write_model

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from distillgan.audio import check_file
+from distillgan.corpus import check_file
 from distillgan.modelfile import open_model
 from tests.cli.conftest import invoke
 from tests.robustness.harness import TINY_VAE, TINY_VOCODER, write_recipe

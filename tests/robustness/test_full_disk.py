@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from distillgan import modelfile
 from distillgan.modelfile import open_model
+from distillgan.modelfile import writer as modelfile_writer
 from distillgan.vocoders.hifigan import load_hifigan
 from tests.cli.conftest import assert_one_line_error, invoke
 from tests.robustness.harness import (
@@ -115,7 +115,7 @@ def test_injected_disk_full_error_through_the_cli(
     models = tmp_path / "models"
     model = make_vae_model(corpus, models / "m.distillgan")
     recipe = write_recipe(tmp_path / "vocoder.yaml", TINY_VOCODER, preview_interval=100)
-    real_build = modelfile._build
+    real_build = modelfile_writer._build
     builds: list[bytes] = []
 
     def full_disk(*args: Any) -> int:
@@ -129,7 +129,7 @@ def test_injected_disk_full_error_through_the_cli(
             patch.setattr(os, "pwrite", full_disk)
             return real_build(tmp, *args)
 
-    monkeypatch.setattr(modelfile, "_build", build)
+    monkeypatch.setattr(modelfile_writer, "_build", build)
     result = invoke(
         ["train", "vocoder", "m", "--config", str(recipe), "--epochs", "5", "--models-dir", str(models)]
     )

@@ -28,8 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distillgan.audio import check_manifest
 from distillgan.config import json_attr
+from distillgan.corpus import check_manifest
 from distillgan.errors import DistillganError
 from distillgan.generation import load_vae, vocoder_status
 from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config

@@ -448,8 +448,8 @@ VAE_RESUME_CASES = {
 @pytest.fixture(scope="module")
 def unfinished_vae(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A VAE run stopped after its first epoch: the model file holds its resumable state."""
-    from distillgan.audio import load_corpus
     from distillgan.config import load_vae_config
+    from distillgan.corpus import load_corpus
     from distillgan.modelfile import ModelLock
     from distillgan.progress import CancelToken
     from distillgan.training import TrainerOptions, train_vae

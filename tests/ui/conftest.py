@@ -21,12 +21,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distillgan.audio import SAMPLE_RATE, load_corpus, write_audio
+from distillgan.audio import SAMPLE_RATE, write_audio
 from distillgan.config import load_vae_config
+from distillgan.corpus import load_corpus
 from distillgan.examples import synth_bell, synth_pluck, synth_tone
 from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock
 from distillgan.training import TrainerOptions, train_vae, train_vocoder
+from distillgan.vocoders.bigvgan_weights import LOCAL_DIR_ENV  # imports huggingface_hub before HF_* change
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -102,6 +104,19 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def ui_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ui")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_hub(ui_root: Path) -> Iterator[None]:
+    """The real Hugging Face hub is never asked (the Generate tab checks whether BigVGAN-v2 can
+    be had): an empty hub cache of the session's own, offline, no BigVGAN folder from the
+    environment. A test that needs a hub serves one on loopback (``loopback_hub``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_HOME", str(ui_root / "hf"))
+        patch.setenv("HF_HUB_CACHE", str(ui_root / "hf" / "hub"))
+        patch.delenv(LOCAL_DIR_ENV, raising=False)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -198,8 +213,11 @@ def voiced_model(served: Served, corpus: Path) -> Path:
     return path
 
 
-def train_per_model_vocoder(path: Path, corpus_dir: Path, *, epochs: int) -> None:
-    cfg = load_vocoder_config(None, TINY_VOCODER)
+def train_per_model_vocoder(
+    path: Path, corpus_dir: Path, *, epochs: int, train: dict[str, object] | None = None
+) -> None:
+    """The tiny vocoder recipe, its ``train:`` keys overridden by ``train``."""
+    cfg = load_vocoder_config(None, {**TINY_VOCODER, "train": {**TINY_VOCODER["train"], **(train or {})}})
     with ModelLock(path, owner="test") as lock:
         train_vocoder(
             load_corpus(corpus_dir),

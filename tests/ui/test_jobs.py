@@ -1,4 +1,4 @@
-"""The decisions before a UI run (questions, checks, stored recipes) and the background worker."""
+"""The run plan as the UI asks it (questions, checks, stored recipes) and the background worker."""
 
 from __future__ import annotations
 
@@ -13,17 +13,10 @@ from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, CorpusError, DistillganError
 from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import open_model
-from distillgan.progress import ProgressEvent
+from distillgan.progress import ProgressEvent, checkpoint_saved
+from distillgan.runs import ModelState, Plan, Question, TrainRequest, plan_run
 from distillgan.ui import views
-from distillgan.ui.jobs import (
-    Job,
-    JobManager,
-    ModelState,
-    TrainRequest,
-    build_config,
-    check_request,
-    question_for,
-)
+from distillgan.ui.jobs import UI_TERMS, Job, JobManager, setting_name
 from tests.test_training import write_run
 from tests.ui.conftest import TINY_VOCODER
 
@@ -54,12 +47,28 @@ def vocoder_request(**changes: object) -> TrainRequest:
     return dataclasses.replace(TrainRequest(stage="vocoder", model_path=MODEL), **changes)
 
 
+def question_for(request: TrainRequest, state: ModelState) -> Question | None:
+    """The plan's question, None when it plans the run."""
+    outcome = plan_run(request, state, UI_TERMS)
+    return outcome if isinstance(outcome, Question) else None
+
+
+def check_request(request: TrainRequest, state: ModelState) -> None:
+    plan_run(request, state, UI_TERMS)
+
+
+def planned(request: TrainRequest, state: ModelState) -> Plan:
+    outcome = plan_run(request, state, UI_TERMS)
+    assert isinstance(outcome, Plan), outcome
+    return outcome
+
+
 def test_a_saved_vocoder_state_asks_resume_or_fresh_every_time() -> None:
     state = model(vocoder=partial(3), vocoder_checkpoint=True)
     question = question_for(vocoder_request(), state)
     assert question is not None
-    assert question.text == "Resume from epoch 3 or start fresh?"
-    assert question.options == (("Resume from epoch 3", "resume"), ("Start fresh", "fresh"))
+    assert question.text == "Resume after epoch 2 or start fresh?"  # cancelled during the 3rd
+    assert question.options == (("Resume after epoch 2", "resume"), ("Start fresh", "fresh"))
     assert question_for(vocoder_request().answer("resume"), state) is None
     assert question_for(vocoder_request().answer("fresh"), state) is None
 
@@ -72,27 +81,32 @@ def test_a_complete_vocoder_is_replaced_only_when_confirmed() -> None:
     assert question_for(vocoder_request().answer("replace"), state) is None
     # a kept training state of a complete run: first resume-or-fresh, then "fresh" needs the replace
     kept = model(vocoder=COMPLETE, vocoder_checkpoint=True)
-    # 12 epochs done: resuming (with more epochs) continues with the 13th
-    assert question_for(vocoder_request(), kept).options[0] == ("Resume from epoch 13", "resume")
+    # 12 epochs done: resuming (with more epochs) continues after the 12th
+    assert question_for(vocoder_request(), kept).options[0] == ("Resume after epoch 12", "resume")
     fresh = vocoder_request().answer("fresh")
     assert question_for(fresh, kept).text.endswith("Replace it?")
     assert question_for(fresh.answer("replace"), kept) is None
     assert question_for(vocoder_request(), model()) is None
 
 
-def test_vae_questions_resume_then_replace() -> None:
-    request = TrainRequest(stage="vae", model_path=MODEL, corpus_dir=Path("/corpus"))
+def test_vae_questions_resume_then_replace(tmp_path: Path) -> None:
+    request = TrainRequest(stage="vae", model_path=MODEL, corpus_dir=tmp_path)
     assert question_for(request, ModelState(MODEL)) is None  # a new model
     unfinished = model(
         vae_attrs={"summary": json.dumps({"epoch": 4, "epochs_completed": 3})}, vae_checkpoint=True
     )
     question = question_for(request, unfinished)
-    assert question.text == "Model **bells** has an unfinished VAE run. Resume from epoch 4 or start fresh?"
+    assert question.text == "Model 'bells' has an unfinished VAE run. Resume after epoch 3 or start fresh?"
+    assert question.kind == "resume"
+    unfinished = dataclasses.replace(
+        unfinished, vae_attrs={**unfinished.vae_attrs, "config": cfg_lib.to_json(cfg_lib.load_vae_config())}
+    )
     assert question_for(request.answer("resume"), unfinished) is None
     replace = question_for(request.answer("fresh"), model(vocoder=COMPLETE))
     assert replace.text == (
-        "Model **bells** already exists. Replace it? Its VAE and vocoder are trained again from scratch."
+        "Model 'bells' already exists. Replace it? Its VAE and vocoder are trained again from scratch."
     )
+    assert (replace.kind, replace.kept) == ("replace", "kept the existing model; nothing changed")
     assert question_for(request.answer("fresh").answer("replace"), model()) is None
 
 
@@ -104,9 +118,9 @@ def test_requests_that_cannot_start_are_refused_with_one_line(tmp_path: Path) ->
     )
     with pytest.raises(DistillganError, match="has no trained VAE yet"):
         check_request(vocoder_request(), unfinished)
-    with pytest.raises(DistillganError, match="no longer has a saved vocoder training state"):
+    with pytest.raises(DistillganError, match="has no vocoder training state to resume: start again"):
         check_request(vocoder_request(resume=True), model(vocoder=COMPLETE))
-    with pytest.raises(CorpusError, match="corpus folder /nowhere does not exist"):
+    with pytest.raises(CorpusError, match="audio folder not found: /nowhere"):
         check_request(
             TrainRequest(stage="vae", model_path=MODEL, corpus_dir=Path("/nowhere")), ModelState(MODEL)
         )
@@ -128,13 +142,14 @@ def test_a_resumed_vocoder_keeps_its_own_recipe() -> None:
         "checkpoint_interval": 3,
         "precision": "bf16-mixed",
     }
-    cfg, epochs, notes = build_config(vocoder_request(train=changed), state, resume=True)
-    assert cfg.train.lr == STORED.train.lr  # kept, and said so
+    plan = planned(vocoder_request(train=changed, resume=True), state)
+    cfg = plan.cfg
+    assert plan.resume and cfg.train.lr == STORED.train.lr  # kept, and said so
     assert (cfg.train.checkpoint_interval, cfg.train.precision) == (3, "bf16-mixed")
     assert cfg.generator == STORED.generator
-    assert notes == ["Resuming keeps the run's own lr."]
-    assert epochs == 12  # the run's own total
-    assert build_config(vocoder_request(epochs=20), state, resume=True)[1] == 20
+    assert plan.note(setting_name) == "resuming keeps the run's own recipe (learning rate ignored)"
+    assert plan.epochs == 12  # the run's own total
+    assert planned(vocoder_request(epochs=20, resume=True), state).epochs == 20
 
 
 def test_a_resumed_run_charts_the_history_before_it(tmp_path: Path) -> None:
@@ -142,7 +157,7 @@ def test_a_resumed_run_charts_the_history_before_it(tmp_path: Path) -> None:
     write_run(logs / "vocoder-20260101-000001", 0, {"train/g_loss": [(3, 2.0)], "val/mel_l1": [(7, 0.75)]})
     state = model(vocoder=partial(2), vocoder_checkpoint=True)
     for resume, earlier in ((True, ((3, "train/g_loss", 2.0), (7, "val/mel_l1", 0.75))), (False, ())):
-        job = Job(1, vocoder_request(resume=resume), state, lock=None)  # type: ignore[arg-type]
+        job = Job(1, planned(vocoder_request(resume=resume), state), state, lock=None)  # type: ignore[arg-type]
         job.listener(ProgressEvent("vocoder", "start", step=8, path=str(logs / "vocoder-20260101-000002")))
         job.listener(ProgressEvent("vocoder", "step", step=9, metrics={"train/g_loss": 1.5, "lr": 0.1}))
         assert job.view().points == (*earlier, (9, "train/g_loss", 1.5))
@@ -162,5 +177,5 @@ def test_closing_the_ui_saves_a_running_training(served, vae_model: Path, recipe
     assert view.state == "finished" and view.result.status == "partial"
     vocoder = open_model(vae_model).attrs("vocoder")
     assert open_model(vae_model).has("vocoder_checkpoint")
-    assert views.saved_line(view) == f"Checkpoint saved at epoch {vocoder['epoch']}. Resume anytime."
+    assert views.saved_line(view) == checkpoint_saved(vocoder["epochs"])
     assert not job.lock.held

@@ -11,6 +11,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from distillgan.modelfile import open_model
+from distillgan.progress import resume_after
 from distillgan.training import logged_history
 from distillgan.ui.train_tab import NEW_LABEL
 from tests.ui.conftest import choose, field, full_page_screenshot, open_advanced, wait_for_line
@@ -18,6 +19,7 @@ from tests.ui.conftest import choose, field, full_page_screenshot, open_advanced
 
 def start_tiny_vocoder(page: object, model: str, recipes: dict[str, Path], epochs: int) -> None:
     choose(page, "train-model", model)
+    expect(page.locator("#train-summary")).to_contain_text(model)  # this model's page, not the last one's
     expect(page.locator("#vocoder-start")).to_be_enabled()
     open_advanced(page, "vocoder")
     field(page, "vocoder-recipe-file").fill(str(recipes["vocoder"]))
@@ -69,13 +71,13 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     expect(page.locator("#preview-0")).to_contain_text(re.compile(r"Epoch \d+ · clip 1"))
     status = page.locator("#vocoder-status")
     expect(status).to_contain_text("Training the vocoder")
-    for header in ("Epoch", "G loss", "D loss", "Mel error", "ETA"):
+    for header in ("Progress", "G total (weighted)", "D loss", "mel error", "ETA"):
         expect(status).to_contain_text(header)
-    expect(status).to_contain_text(re.compile(r"\d+ / 40"))
+    expect(status).to_contain_text(re.compile(r"\d+ of 40 epochs done"))
     expect(page.locator("#vocoder-tensorboard")).to_contain_text(str(vae_model.parent / "runs"))
     wait_for_line(page, "vocoder-loss-chart")
     wait_for_line(page, "vocoder-mel-chart")
-    expect(page.locator("#vocoder-loss-chart")).to_contain_text("Discriminator (D)")
+    expect(page.locator("#vocoder-loss-chart")).to_contain_text("D loss")
     full_page_screenshot(
         page, "train-tab-mid-training.png", charts=("vocoder-loss-chart", "vocoder-mel-chart")
     )
@@ -86,16 +88,17 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     epoch = saved_epoch(page)
     vocoder = open_model(vae_model).attrs("vocoder")
     assert open_model(vae_model).has("vocoder_checkpoint")
-    assert (vocoder["status"], vocoder["epoch"]) == ("partial", epoch)
+    assert (vocoder["status"], vocoder["epochs"]) == ("partial", epoch)  # epochs completed
     steps_at_cancel = vocoder["steps"]
     expect(page.locator("#vocoder-cancel")).to_be_disabled()
-    # the epoch that runs next: this one again after a mid-epoch cancel, the next after its last step
-    next_epoch = epoch if vocoder["epochs"] < epoch else epoch + 1
 
     # starting again asks, every time; the resumed run is given a nearer end
     field(page, "vocoder-epochs").fill(str(epoch + 2))
     page.locator("#vocoder-start").click()
-    expect(page.locator("#vocoder-question")).to_have_text(f"Resume from epoch {next_epoch} or start fresh?")
+    # offered after the epochs the saved state completed (one wording: distillgan.progress)
+    expect(page.locator("#vocoder-question")).to_have_text(
+        f"{resume_after(vocoder['epochs'])} or start fresh?"
+    )
     expect(page.locator("#vocoder-answer-2")).to_have_text("Start fresh")
     page.locator("#vocoder-answer-1").click()
     expect(status).to_contain_text("Resuming the vocoder")
@@ -124,24 +127,39 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     assert vae_model.stat().st_mtime_ns == before
 
 
-def test_two_tabs_cannot_train_one_model_at_once(open_page, vae_model, recipes) -> None:
+def test_a_second_tab_shows_the_live_run_and_nothing_else_can_start(open_page, vae_model, recipes) -> None:
     first, second = open_page(), open_page()
     choose(second, "train-model", vae_model.stem)
     start_tiny_vocoder(first, vae_model.stem, recipes, epochs=50)
     expect(first.locator("#vocoder-status")).to_contain_text("Training the vocoder", timeout=60_000)
 
-    # the other tab sees the same run, and its own start is refused by the model's lock
+    # the model is in use: in every tab neither stage can start (no question to answer, then refuse)
+    for page in (first, second):
+        expect(page.locator("#vae-start")).to_be_disabled()
+        expect(page.locator("#vocoder-start")).to_be_disabled()
+    # the other tab shows the same live run: its status, its charts and a working cancel
     expect(second.locator("#vocoder-status")).to_contain_text("Training the vocoder")
-    second.locator("#vocoder-start").click()
-    message = second.locator("#vocoder-message")
-    expect(message).to_contain_text(
-        f"model '{vae_model.stem}' is in use by the distillgan UI training its vocoder"
+    wait_for_line(second, "vocoder-loss-chart")
+    expect(second.locator("#vocoder-dialog")).to_be_hidden()
+    expect(second.locator("#vocoder-cancel")).to_be_enabled()
+
+    # reloaded mid-run, a page shows the run's real settings, not the form's defaults
+    second.reload()
+    second.wait_for_function(
+        "() => document.querySelector('#train-summary [data-testid=markdown]')?.innerText.trim()"
     )
-    expect(message).to_contain_text("wait for it to finish or stop it")
+    choose(second, "train-model", vae_model.stem)
+    expect(field(second, "vocoder-epochs")).to_have_value("50")
+    open_advanced(second, "vocoder")
+    expect(field(second, "vocoder-recipe-file")).to_have_value(str(recipes["vocoder"]))
+    expect(field(second, "vocoder-checkpoint-interval")).to_have_value("1")  # the tiny recipe's
+    expect(field(second, "vocoder-batch-size")).to_have_value("2")
 
     second.locator("#vocoder-cancel").click()  # any tab can stop the run; both see the save
     saved_epoch(first)
     saved_epoch(second)
+    expect(first.locator("#vae-start")).to_be_enabled()
+    expect(field(first, "vocoder-recipe-file")).to_have_value(str(recipes["vocoder"]))
 
 
 def test_a_failure_inside_training_is_shown(page, served, corpus, recipes) -> None:
@@ -192,6 +210,7 @@ def test_start_from_chooses_where_the_vocoder_starts(page, vae_model, recipes) -
     in one line; scratch trains, and the model file records it."""
     name = vae_model.stem
     choose(page, "train-model", name)
+    expect(page.locator("#train-summary")).to_contain_text(name)  # this model's page, not the last one's
     expect(page.locator("#vocoder-start")).to_be_enabled()
     open_advanced(page, "vocoder")
     field(page, "vocoder-recipe-file").fill(str(recipes["vocoder"]))

@@ -21,10 +21,14 @@ from distillgan.errors import VocoderUnavailableError
 from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
 from distillgan.vocoders import bigvgan_weights
 from distillgan.vocoders.bigvgan_weights import (
+    FOLDER_FIELD,
     LOCAL_DIR_ENV,
     REPO_ID,
+    BigVGANUnavailableError,
+    bigvgan_availability,
     load_bigvgan,
     locate_bigvgan_files,
+    worded,
 )
 from tests.vocoders.model_files import HUB_COMMIT as COMMIT
 from tests.vocoders.model_files import TINY_BIGVGAN_CONFIG as TINY_CONFIG
@@ -55,8 +59,10 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.delenv(LOCAL_DIR_ENV, raising=False)
     (tmp_path / "hf" / "hub").mkdir(parents=True)
     bigvgan_weights._load_cached.cache_clear()
+    bigvgan_weights._hub_checks.clear()
     yield tmp_path / "hf" / "hub"
     bigvgan_weights._load_cached.cache_clear()
+    bigvgan_weights._hub_checks.clear()
 
 
 @pytest.fixture
@@ -139,7 +145,7 @@ def test_not_cached_and_hub_unreachable_fails_fast(hub: Path, monkeypatch: pytes
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
     start = time.monotonic()
-    with pytest.raises(VocoderUnavailableError, match="hub is unreachable: connect once") as error:
+    with pytest.raises(VocoderUnavailableError, match="hub is unreachable; connect once") as error:
         locate_bigvgan_files()
     assert time.monotonic() - start < 5
     assert "--bigvgan-dir" in str(error.value)
@@ -209,3 +215,88 @@ def test_a_bigvgan_for_another_mel_is_rejected(hub: Path, tmp_path: Path) -> Non
     files = nvidia_files(config)
     with pytest.raises(VocoderUnavailableError, match="100 mels at 24000 Hz"):
         load_bigvgan(write_folder(tmp_path / "24k", files))
+
+
+# ---------------------------------------------------------------------------------------------
+# Availability (decided without downloading) and the front ends' wording
+
+
+def test_availability_from_a_folder_or_the_cache_needs_no_hub(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(endpoint: str) -> None:
+        raise AssertionError(f"the hub was asked: {endpoint}")
+
+    monkeypatch.setattr(bigvgan_weights, "check_hub", no_network)
+    folder = write_folder(tmp_path / "weights", nvidia_files())
+    found = bigvgan_availability(folder)
+    assert (found.available, found.source, found.folder) == (True, "folder", folder)
+    assert found.describe("ui") == f"BigVGAN-v2 is read from {folder}."
+    missing = bigvgan_availability(tmp_path / "nowhere")
+    assert not missing.available and "does not exist" in missing.describe("ui")
+    monkeypatch.setenv(LOCAL_DIR_ENV, str(folder))
+    assert bigvgan_availability().source == "folder"
+    monkeypatch.delenv(LOCAL_DIR_ENV)
+    assert bigvgan_availability().source is None  # offline, empty cache
+    write_hub_cache(hub, nvidia_files())
+    assert bigvgan_availability().source == "cache"
+
+
+def test_offline_and_not_cached_is_unavailable_in_each_front_ends_words(hub: Path) -> None:
+    found = bigvgan_availability()
+    assert not found.available and found.source is None
+    assert isinstance(found.problem, BigVGANUnavailableError)
+    cli, ui = worded(found.problem, "cli"), worded(found.problem, "ui")
+    assert cli == str(found.problem) and cli != ui
+    for text in (cli, ui):
+        assert text.startswith(
+            "BigVGAN-v2 is unavailable: its weights are not cached and HF_HUB_OFFLINE is set"
+        )
+        assert f"https://huggingface.co/{REPO_ID}" in text and "\n" not in text
+    assert "--bigvgan-dir" in cli and FOLDER_FIELD not in cli
+    assert f'"{FOLDER_FIELD}"' in ui and "--bigvgan-dir" not in ui and LOCAL_DIR_ENV not in ui
+    assert found.describe("ui") == ui
+    # the error a load raises carries the same message, in the same words
+    with pytest.raises(BigVGANUnavailableError) as error:
+        load_bigvgan()
+    assert error.value.worded("ui") == ui
+
+
+def test_downloadable_is_one_hub_check_kept_for_a_while(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    answers: list[BigVGANUnavailableError | None] = [None]
+    asked: list[str] = []
+
+    def check(endpoint: str) -> BigVGANUnavailableError | None:
+        asked.append(endpoint)
+        return answers[0]
+
+    monkeypatch.setattr(bigvgan_weights, "check_hub", check)
+    found = bigvgan_availability()
+    assert (found.available, found.source) == (True, "download")
+    assert found.describe("cli") == "BigVGAN-v2 (~490 MB) is downloaded once, on first use."
+    answers[0] = BigVGANUnavailableError("BigVGAN-v2 is unavailable: the hub is down")
+    assert bigvgan_availability().available  # the answer stands for HUB_CHECK_TTL_S
+    assert len(asked) == 1
+    monkeypatch.setattr(bigvgan_weights, "HUB_CHECK_TTL_S", 0.0)
+    assert bigvgan_availability().describe("ui").startswith("BigVGAN-v2 is unavailable: the hub is down, or ")
+    assert len(asked) == 2
+    # a download always asks afresh, and refuses with that answer
+    monkeypatch.setattr(bigvgan_weights, "HUB_CHECK_TTL_S", 3600.0)
+    with pytest.raises(BigVGANUnavailableError, match="the hub is down"):
+        locate_bigvgan_files()
+    assert len(asked) == 3
+
+
+def test_an_unreachable_hub_is_unavailable_at_once(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    start = time.monotonic()
+    found = bigvgan_availability()
+    assert time.monotonic() - start < 5
+    assert not found.available and "hub is unreachable" in found.describe("ui")
+
+
+def test_a_hub_that_answers_is_downloadable(fake_hub: dict) -> None:
+    assert bigvgan_availability().source == "download"
+    assert fake_hub["requested"] == ["config.json"]  # one HEAD request, nothing downloaded

@@ -179,6 +179,7 @@ class ModelFileCheckpoint(Checkpoint):
                     stage=self.stage,  # type: ignore[arg-type]
                     kind="checkpoint",
                     epoch=progress["epoch"],
+                    epochs_done=progress["epochs_completed"],
                     total_epochs=progress["total_epochs"],
                     step=progress["steps"],
                     message=status,

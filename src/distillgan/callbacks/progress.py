@@ -22,8 +22,8 @@ class ProgressReporter(L.Callback):
 
     Emits ``start`` (``path`` = the logger's log directory), ``step``, ``epoch`` (after each
     training epoch, validation metrics included) and ``end``, on rank zero only. Steps are
-    batches (generator steps for the vocoder), epochs count from 1, and ``eta_s`` extrapolates
-    the pace of this run.
+    batches (generator steps for the vocoder), ``epochs_done`` counts completed epochs (what
+    front ends show), and ``eta_s`` extrapolates the pace of this run.
     """
 
     def __init__(self, listener: ProgressListener, stage: str, *, min_interval_s: float = 0.25) -> None:
@@ -39,6 +39,12 @@ class ProgressReporter(L.Callback):
         per_epoch = int(batches) if math.isfinite(batches) else 0
         step = int(trainer.fit_loop.epoch_loop.batch_progress.total.processed)
         return step, per_epoch * (trainer.max_epochs or 0), per_epoch
+
+    def _epochs_done(self, trainer: L.Trainer) -> int:
+        """Epochs completed, from the batches trained (every epoch has the same number): Lightning's
+        ``current_epoch`` moves on when a run stops mid-epoch, as if that epoch were done."""
+        step, _, per_epoch = self._totals(trainer)
+        return step // per_epoch if per_epoch else trainer.current_epoch
 
     def _metrics(self, trainer: L.Trainer) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -59,6 +65,7 @@ class ProgressReporter(L.Callback):
                 stage=self.stage,  # type: ignore[arg-type]
                 kind=kind,  # type: ignore[arg-type]
                 epoch=min(trainer.current_epoch + 1, trainer.max_epochs or trainer.current_epoch + 1),
+                epochs_done=self._epochs_done(trainer),
                 total_epochs=trainer.max_epochs or 0,
                 step=step,
                 total_steps=total_steps,

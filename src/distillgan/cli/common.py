@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from distillgan.errors import DistillganError
-
-PRECISIONS = ["32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64"]
+from distillgan.errors import ConfigError, DistillganError
+from distillgan.progress import checkpoint_saved
+from distillgan.runs import PRECISIONS, SETTINGS
 
 
 def console_for(stderr: bool = False) -> Any:
@@ -25,6 +25,21 @@ def console_for(stderr: bool = False) -> Any:
     # written to a file or a pipe: what logs and scripts read is never wrapped at 80 columns
     console.soft_wrap = stderr or not console.is_terminal
     return console
+
+
+class SettingType(click.ParamType):
+    """A training setting checked by the library's rule (:data:`distillgan.runs.SETTINGS`): the
+    same check and message as the UI's form."""
+
+    def __init__(self, key: str) -> None:
+        self.setting = SETTINGS[key]
+        self.name = "integer" if self.setting.integer else "float"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return self.setting.parse(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def models_dir_option(f: Any) -> Any:
@@ -191,7 +206,7 @@ def ask_yes(question: str, refuse: str, *, may_ask: bool = True) -> bool:
 def load_corpus_verbose(folder: Path, console: Any, err: Any, **kwargs: Any) -> Any:
     from rich.markup import escape
 
-    from distillgan.audio import FEW_FILES_WARNING_THRESHOLD, load_corpus
+    from distillgan.corpus import FEW_FILES_WARNING_THRESHOLD, load_corpus
 
     # escape(): a file name may hold "[...]", which Rich would read as markup
     corpus = load_corpus(
@@ -208,7 +223,7 @@ def load_corpus_verbose(folder: Path, console: Any, err: Any, **kwargs: Any) -> 
 
 def print_run_end(console: Any, result: Any, stage: str) -> None:
     if result.cancelled or result.status != "complete":
-        console.print(f"[bold]Checkpoint saved at epoch {result.epoch}. Resume anytime.[/bold]")
+        console.print(f"[bold]{checkpoint_saved(result.epochs_completed)}[/bold]")
     else:
         console.print(
             f"[green]{stage} training complete[/green]: {result.epochs_completed} epochs, {result.steps} steps"

@@ -1,7 +1,8 @@
-"""`distillgan demo`: the whole product on the built-in example corpus, through the real commands.
+"""`distillgan demo`: the whole product on the built-in example corpus, through the real paths.
 
-The demo only chains `train vae`, `train vocoder` and `generate` with demo settings, so what
-it shows is exactly what a user gets from those commands.
+The demo plans and runs its two trainings as `train vae` and `train vocoder` do
+(:func:`distillgan.cli.train.run_training` on a :class:`~distillgan.runs.TrainRequest`), then
+runs `generate`, so what it shows is exactly what a user gets from those commands.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from distillgan.cli.common import console_for, models_dir_option
-from distillgan.cli.train import VOCODER_RECIPES
+from distillgan.cli.common import SettingType, console_for, models_dir_option
 from distillgan.config import json_attr
 from distillgan.errors import DistillganError, VocoderUnavailableError
+from distillgan.runs import VOCODER_RECIPES
 
 DEMO_CORPUS_FOLDER = "example-corpus"
 
@@ -41,7 +42,7 @@ def _check_demo_owns(model_path: Path, corpus: Path) -> None:
 @click.option("--name", default="demo", show_default=True, help="Name of the demo's model.")
 @click.option(
     "--vae-epochs",
-    type=click.IntRange(min=1),
+    type=SettingType("epochs"),
     default=100,
     show_default=True,
     help="VAE epochs (about 0.7 s each on 2 CPU cores).",
@@ -86,10 +87,11 @@ def demo_command(
     with `distillgan train vocoder demo --resume`. Running the demo again replaces its model.
     """
     from distillgan.cli.generate import generate_command
-    from distillgan.cli.train import train_vae_command, train_vocoder_command
+    from distillgan.cli.train import Trainer, run_training
     from distillgan.examples import write_example_corpus
     from distillgan.generation import vocoder_status
     from distillgan.modelfile import default_models_dir, new_model_path
+    from distillgan.runs import TrainRequest
     from distillgan.training import run_dir
 
     console = console_for()
@@ -104,19 +106,14 @@ def demo_command(
         f"[bold]1/3[/bold] Example corpus: {len(paths)} synthesized sounds in {corpus}", soft_wrap=True
     )
 
-    console.print(f"[bold]2/3[/bold] Training the VAE ({vae_epochs} epochs)")
-    ctx.invoke(
-        train_vae_command, corpus=corpus, name=name, epochs=vae_epochs, overwrite=True, models_dir=models_dir
+    console.print(f"[bold]2/3[/bold] Training the VAE ({vae_epochs or 'the recipe decides its'} epochs)")
+    # the demo's own model (checked above): replaced without asking, as `--overwrite` and `--yes` do
+    run_training(
+        TrainRequest("vae", model_path, corpus_dir=corpus, epochs=vae_epochs, resume=False, replace=True),
+        Trainer(),
     )
     console.print(f"[bold]3/3[/bold] Training the model's own HiFi-GAN vocoder (recipe {recipe})")
-    ctx.invoke(
-        train_vocoder_command,
-        model_name=name,
-        recipe=recipe,
-        resume_flag="fresh",
-        yes=True,
-        models_dir=models_dir,
-    )
+    run_training(TrainRequest("vocoder", model_path, recipe=recipe, resume=False, replace=True), Trainer())
 
     clip = run_dir(model_path) / f"{name}-seed{seed}.wav"
     console.print(f"Generating {duration:g} s (seed {seed}) with the best vocoder:")
@@ -134,9 +131,12 @@ def demo_command(
         generate()
     except VocoderUnavailableError as error:
         # auto wanted BigVGAN-v2 and it cannot be had (offline, not cached): the demo still
-        # plays something, by choosing the model's own vocoder by hand (its badge warns)
+        # plays something, by choosing the model's own vocoder by hand (its badge warns); the
+        # error says why (offline: "BigVGAN-v2 is unavailable: …")
+        from rich.markup import escape
+
         console.print(
-            f"[yellow]BigVGAN-v2 is unavailable[/yellow] ({error}); rendering with the model's own vocoder"
+            f"[yellow]{escape(str(error))}[/yellow] — rendering with the model's own vocoder", soft_wrap=True
         )
         generate(vocoder="hifigan")
     runs = run_dir(model_path)

@@ -15,19 +15,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from distillgan.progress import CancelToken, ProgressEvent
+from distillgan.progress import TABLE, CancelToken, ProgressEvent, epochs_done, labelled
 
-# (metric key, column title) per stage; keys are what the LightningModules log
-COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "vae": [("train/loss", "loss"), ("train/recon", "recon"), ("train/kl", "KL"), ("val/recon", "val recon")],
-    "vocoder": [
-        ("train/g_loss", "G loss"),
-        ("train/d_loss", "D loss"),
-        ("train/mel_l1", "mel error"),
-        ("val/mel_l1", "val mel error"),
-        ("lr", "learning rate"),
-    ],
-}
+# (metric key, column title) per stage: the one table of labels (keys are what the modules log)
+COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {stage: labelled(keys) for stage, keys in TABLE.items()}
 # Without a terminal the live table cannot redraw: a plain line per epoch instead, and one at
 # least this often within a long epoch.
 PLAIN_LINE_INTERVAL_S = 30.0
@@ -63,21 +54,25 @@ class TrainingDisplay:
 
     def _render(self) -> Group:
         table = Table(show_header=True, header_style="bold", box=None)
-        table.add_column("epoch")
+        table.add_column("epochs done", no_wrap=True)
         columns = COLUMNS[self.stage]
         for _, title in columns:
-            table.add_column(title, justify="right")
+            # a narrow terminal wraps a label between its words, never inside one
+            table.add_column(title, justify="right", min_width=max(map(len, title.split())))
         table.add_column("ETA", justify="right")
         e = self.last
         if e is not None:
             values = [f"{e.metrics[k]:.4g}" if k in e.metrics else "–" for k, _ in columns]
-            table.add_row(f"{e.epoch}/{e.total_epochs}", *values, format_eta(e.eta_s))
+            # "6 of 400" under "epochs done": the plain lines' "6 of 400 epochs done"
+            done = epochs_done(e.epochs_done, e.total_epochs).removesuffix(" epochs done")
+            table.add_row(done, *values, format_eta(e.eta_s))
         return Group(table, self.progress)
 
     def plain_line(self, event: ProgressEvent) -> str:
-        """The table's figures as one line, e.g. ``epoch 3/200 · step 24/1600 · G loss 41.2 · … · ETA 5:12``."""
+        """The table's figures as one line, e.g.
+        ``3 of 200 epochs done · step 24/1600 · G total (weighted) 41.2 · … · ETA 5:12``."""
         figures = [
-            f"epoch {event.epoch}/{event.total_epochs}",
+            epochs_done(event.epochs_done, event.total_epochs),
             f"step {event.step}/{event.total_steps or '?'}",
         ]
         figures += [

@@ -6,7 +6,6 @@ Only click (and torch-free choice lists) at import time: torch loads when a comm
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,6 @@ from distillgan.vocoders.choices import (
     VOCODER_CHOICES,
     WRITABLE_SUFFIXES,
 )
-
-# A fresh seed when none is given stays below 2**31, short enough to read off the badge and retype.
-RANDOM_SEED_LIMIT = 2**31
 
 
 def _output_options(f: Any) -> Any:
@@ -169,7 +165,8 @@ def _report(result: Any, path: Path, model_name: str, as_json: bool) -> None:
     "--seed",
     type=int,
     default=None,
-    help="Seed of the latent walk: same seed, same clip (default: a new random seed, shown on the badge).",
+    help="Seed of the latent walk: same seed, same clip (default: a fresh random seed each time, "
+    "printed with the result).",
 )
 @click.option(
     "--duration",
@@ -195,15 +192,15 @@ def generate_command(
 ) -> None:
     """Generate a new clip from MODEL (a name in the models folder, or a .distillgan path).
 
-    Writes ./MODEL-seedN.wav unless -o is given (never overwriting an existing file) and
-    prints the quality badge: vocoder used and why, seed, rate, depth, loudness, peak, the
-    DC offset removed, clipping.
+    Writes a new take ./MODEL_seedN_takeNN.wav unless -o is given (numbered, never
+    overwriting a file; the UI names its takes the same way) and prints the quality badge:
+    vocoder used and why, seed, rate, depth, loudness, peak, the DC offset removed, clipping.
     """
-    from distillgan.generation import check_generate_args, generate, write_generation
+    from distillgan.generation import check_generate_args, generate, new_seed, write_generation, write_take
     from distillgan.modelfile import resolve_model
 
     path = resolve_model(model, models_dir)
-    seed = secrets.randbelow(RANDOM_SEED_LIMIT) if seed is None else seed
+    seed = new_seed() if seed is None else seed
     check_generate_args(
         seed=seed,
         duration_s=duration,
@@ -229,8 +226,10 @@ def generate_command(
         )
     finally:
         bar.close()
-    target = output or unique_path(Path.cwd(), f"{path.stem}-seed{seed}")
-    written = write_generation(target, result, overwrite=overwrite)
+    if output is None:
+        written = write_take(Path.cwd(), path.stem, result)
+    else:
+        written = write_generation(output, result, overwrite=overwrite)
     _report(result, written, path.stem, as_json)
 
 

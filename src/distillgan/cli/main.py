@@ -23,7 +23,7 @@ def train() -> None:
 
 @cli.group()
 def model() -> None:
-    """List, inspect, rename and delete models."""
+    """List, inspect, rename, delete and compact models."""
 
 
 from distillgan.cli import generate as _generate  # noqa: E402
@@ -36,6 +36,7 @@ model.add_command(_models.model_list)
 model.add_command(_models.model_info)
 model.add_command(_models.model_rename)
 model.add_command(_models.model_delete)
+model.add_command(_models.model_compact)
 cli.add_command(_generate.generate_command)
 cli.add_command(_generate.vocode_command)
 from distillgan.cli.demo import demo_command  # noqa: E402

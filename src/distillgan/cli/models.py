@@ -1,4 +1,4 @@
-"""`distillgan model list|info|rename|delete`."""
+"""`distillgan model list|info|rename|delete|compact`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import click
 
 from distillgan.cli.common import ask_yes, console_for, models_dir_option
 from distillgan.config import json_attr
+from distillgan.errors import DistillganError
 
 
 def _fmt_time(value: Any) -> str:
@@ -31,29 +32,28 @@ def _fmt_metric(value: Any) -> str:
 
 
 def _fmt_size(num: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if num < 1024 or unit == "GB":
-            return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
-        num /= 1024  # type: ignore[assignment]
-    return str(num)
+    """A size as the model library says it everywhere (``12.3 MB``)."""
+    from distillgan.library import size_text
+
+    return size_text(num)
 
 
 def stage_summary(reader: Any) -> str:
+    """E.g. ``vae (complete, 400 of 400 epochs done), vocoder (partial, 6 of 400 epochs done,
+    resumable)``: each stage's status and completed epochs, the one way every front end counts."""
+    from distillgan.progress import epochs_done, saved_epochs
+
+    sections = set(reader.sections())
     parts = []
-    if reader.has("vae"):
-        parts.append(
-            "vae"
-            + (
-                ""
-                if json_attr(reader.attrs("vae").get("summary")).get("status") == "complete"
-                else " (partial)"
-            )
-        )
-    if reader.has("vocoder"):
-        attrs = reader.attrs("vocoder")
-        parts.append(f"vocoder ({attrs.get('status', '?')}, {attrs.get('epochs', '?')} epochs)")
-    if reader.has("vocoder_checkpoint"):
-        parts.append("vocoder checkpoint")
+    for stage in ("vae", "vocoder"):
+        if stage not in sections:
+            continue
+        attrs = reader.attrs(stage)
+        saved = json_attr(attrs.get("summary")) if stage == "vae" else attrs
+        text = f"{saved.get('status', '?')}, {epochs_done(*saved_epochs(stage, saved))}"
+        if f"{stage}_checkpoint" in sections:
+            text += ", resumable"
+        parts.append(f"{stage} ({text})")
     return ", ".join(parts) or "empty"
 
 
@@ -76,7 +76,7 @@ def model_list(models_dir: Path | None) -> None:
         )
         return
     table = Table(title=escape(f"Models in {folder}"))
-    for col in ("name", "stages", "size", "created", "updated"):
+    for col in ("name", "stages", "size", "of which training state", "created", "updated"):
         table.add_column(col)
     for path in paths:
         try:
@@ -85,6 +85,7 @@ def model_list(models_dir: Path | None) -> None:
                 escape(path.stem),
                 escape(stage_summary(reader)),
                 _fmt_size(reader.size_bytes()),
+                _fmt_size(_training_state_bytes(path)),
                 escape(_fmt_time(reader.root_attrs.get("created"))),
                 escape(_fmt_time(reader.root_attrs.get("updated"))),
             )
@@ -95,8 +96,26 @@ def model_list(models_dir: Path | None) -> None:
                 _fmt_size(path.stat().st_size),
                 "–",
                 "–",
+                "–",
             )
     console.print(table)
+    if any(_training_state_bytes(path) for path in paths):
+        console.print(
+            "Training state lets a stopped run resume; `distillgan model compact NAME` drops it "
+            "(the trained weights stay).",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _training_state_bytes(path: Path) -> int:
+    from distillgan.library import TRAINING_STATE, storage
+
+    try:
+        return sum(size for what, size in storage(path) if what in TRAINING_STATE)
+    except DistillganError:
+        return 0
 
 
 @click.command("info")
@@ -107,9 +126,10 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
     """Corpus summary, VAE config and training summary, vocoder status."""
     from rich.markup import escape
 
-    from distillgan.errors import DistillganError
     from distillgan.generation import vocoder_status
+    from distillgan.library import TRAINING_STATE, storage, storage_text
     from distillgan.modelfile import open_model, resolve_model
+    from distillgan.progress import epochs_done, saved_epochs
 
     path = resolve_model(name, models_dir)
     reader = open_model(path)
@@ -121,6 +141,7 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         "updated": reader.root_attrs.get("updated"),
         "app_version": reader.root_attrs.get("app_version"),
         "stages": stage_summary(reader),
+        "storage": dict(storage(path)),
     }
     if reader.has("dataset"):
         # the file is untrusted: every field may be missing or of any type
@@ -166,6 +187,10 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
             f"stages: {info['stages']}   created {_fmt_time(info['created'])}, updated {_fmt_time(info['updated'])}"
         )
     )
+    space = f"space: {storage_text(list(info['storage'].items()))}"
+    if any(info["storage"].get(what) for what in TRAINING_STATE):
+        space += f" (`distillgan model compact {info['name']}` drops the training state)"
+    console.print(escape(space))
     if "corpus" in info:
         c = info["corpus"]
         console.print(escape(f"corpus: {c['files']} files, {c['duration_s']:.1f} s, from {c['root']}"))
@@ -173,8 +198,8 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         s, m = info["vae"]["summary"], json_attr(info["vae"]["config"].get("model"))
         console.print(
             escape(
-                f"vae: {s.get('status', '?')}, {s.get('epochs_completed', '?')}/{s.get('total_epochs', '?')} epochs, "
-                f"{s.get('steps', '?')} steps, val recon {_fmt_metric(s.get('val_recon_first'))} → {_fmt_metric(s.get('val_recon_last'))} "
+                f"vae: {s.get('status', '?')}, {epochs_done(*saved_epochs('vae', s))}, "
+                f"{s.get('steps', '?')} steps, held-out reconstruction {_fmt_metric(s.get('val_recon_first'))} → {_fmt_metric(s.get('val_recon_last'))} "
                 f"(latent {m.get('latent_dim')}, channels {m.get('channels')})"
             )
         )
@@ -182,7 +207,7 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         v = info["vocoder"]
         console.print(
             escape(
-                f"vocoder: {v.get('type', '?')} {v.get('status', '?')}, {v.get('epochs', '?')} epochs, "
+                f"vocoder: {v.get('type', '?')} {v.get('status', '?')}, {epochs_done(*saved_epochs('vocoder', v))}, "
                 f"{v.get('steps', '?')} steps, held-out mel error best {_fmt_metric(v.get('val_mel_l1_best'))} last {_fmt_metric(v.get('val_mel_l1_last'))}"
             )
         )
@@ -252,3 +277,30 @@ def model_rename(old: str, new: str, yes: bool, models_dir: Path | None) -> None
         ),
     )
     click.echo(f"Renamed model '{path.stem}' to '{target.stem}': {target}")
+
+
+@click.command("compact")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Compact without asking.")
+@models_dir_option
+def model_compact(name: str, yes: bool, models_dir: Path | None) -> None:
+    """Drop model NAME's resumable training state (a stopped run's), keeping its trained weights.
+
+    The model generates as before, but the stopped run can no longer be resumed or extended.
+    Asks first (--yes answers it); a model in use (training anywhere) is refused.
+    """
+    from distillgan.library import compact_model
+    from distillgan.modelfile import resolve_model
+
+    path = resolve_model(name, models_dir)
+    freed = compact_model(
+        path,
+        confirm=None
+        if yes
+        else lambda what: ask_yes(
+            f"Compact {what}?", "nothing was dropped: pass --yes to confirm without a terminal"
+        ),
+    )
+    click.echo(
+        f"Compacted model '{path.stem}': {_fmt_size(freed)} freed, {_fmt_size(path.stat().st_size)} now."
+    )

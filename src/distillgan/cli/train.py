@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import click
 
 from distillgan.cli.common import (
     Launch,
+    SettingType,
     ask_choice,
     ask_yes,
     build_trainer_options,
@@ -18,18 +20,27 @@ from distillgan.cli.common import (
     print_run_end,
     trainer_options,
 )
-from distillgan.config import json_attr
 from distillgan.errors import DistillganError
+from distillgan.progress import checkpoint_saved
+from distillgan.runs import (
+    VOCODER_RECIPES,
+    Plan,
+    Terms,
+    TrainRequest,
+    lock_model,
+    plan_run,
+    read_model_state,
+)
 
 
 @click.command("vae")
 @click.argument("corpus", type=click.Path(path_type=Path))
 @click.option("--name", default=None, help="Model name (default: the corpus folder's name).")
 @click.option(
-    "--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default adapts to corpus size)."
+    "--epochs", type=SettingType("epochs"), default=None, help="Epochs (default adapts to corpus size)."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")
+@click.option("--batch-size", type=SettingType("batch_size"), default=None)
+@click.option("--lr", type=SettingType("lr"), default=None, help="Learning rate.")
 @click.option(
     "--config",
     "config_file",
@@ -63,84 +74,135 @@ def train_vae_command(
     models_dir: Path | None,
 ) -> None:
     """Train the VAE stage on a folder of sounds; writes <models dir>/<name>.distillgan."""
-    from distillgan.cli.display import TrainingDisplay, cancel_on_ctrl_c
-    from distillgan.config import load_vae_config
-    from distillgan.modelfile import ModelLock, new_model_path, open_model
-    from distillgan.progress import CancelToken
-    from distillgan.training import resume_epoch, train_vae
+    from distillgan.modelfile import new_model_path
 
-    launch = Launch.current(num_nodes)
+    request = TrainRequest(
+        stage="vae",
+        model_path=new_model_path(name or Path(corpus).resolve().name, models_dir),
+        corpus_dir=Path(corpus),
+        train=_given(batch_size=batch_size, lr=lr, precision=precision),
+        epochs=epochs,
+        recipe_file=config_file,
+        # --overwrite: start over and replace the model (its first save does, kept whole until then)
+        resume=False if overwrite else {"resume": True, "fresh": False}.get(resume_flag or ""),
+        replace=overwrite,
+    )
+    run_training(request, Trainer(accelerator, precision, devices, num_nodes, strategy))
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """Lightning's own values from the command line (see :func:`trainer_options`)."""
+
+    accelerator: str | None = None
+    precision: str | None = None
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+
+
+# what to pass instead, when a question cannot be asked
+REFUSALS = {
+    ("vae", "resume"): "an unfinished VAE run exists: pass --resume or --fresh",
+    ("vae", "replace"): "model '{name}' already exists at {path}: choose another --name or pass --overwrite",
+    ("vocoder", "resume"): "a saved vocoder training state exists: pass --resume or --fresh",
+    ("vocoder", "replace"): "this model already has a trained vocoder: pass --yes to replace it",
+}
+
+
+def run_training(request: TrainRequest, trainer: Trainer) -> None:
+    """Plan ``request`` (asking its questions), show its length and estimate, train it with a live
+    display; Ctrl+C saves and exits 130. What `train vae`, `train vocoder` and the demo run."""
+    from rich.markup import escape
+
+    from distillgan.cli.display import TrainingDisplay, cancel_on_ctrl_c
+    from distillgan.modelfile import open_model
+    from distillgan.progress import CancelToken
+    from distillgan.training import check_model_corpus, load_model_corpus, run_dir, run_plan
+
+    launch = Launch.current(trainer.num_nodes)
     console, err = console_for(), console_for(stderr=True)
     console.quiet = err.quiet = not launch.rank_zero  # the other ranks train silently; rank zero reports
-    overrides: dict[str, Any] = {"train": {}}
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
-        if value is not None:
-            overrides["train"][key] = value
-    if precision is not None:
-        overrides["train"]["precision"] = precision
-    cfg = load_vae_config(config_file, overrides)
-    model_name = name or Path(corpus).resolve().name
-    model_path = new_model_path(model_name, models_dir)
+    path, vocoder = request.model_path, request.stage == "vocoder"
+    if vocoder:
+        open_model(path)  # not a model file: refused before a lock file is left beside it
+    lock = lock_model(path, f"distillgan train {request.stage}") if launch.rank_zero else None
     try:
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DistillganError(
-            f"cannot create the models folder {model_path.parent} ({exc.strerror})"
-        ) from exc
-    lock = ModelLock(model_path, owner="distillgan train vae").acquire() if launch.rank_zero else None
-    try:
-        resume = False
         with launch.agreed():
-            if model_path.exists():
-                reader = open_model(model_path)
-                if reader.has("vae_checkpoint") and not overwrite:
-                    epoch = resume_epoch(
-                        json_attr(reader.attrs("vae").get("summary")).get("epochs_completed")
-                    )
-                    resume_flag = resume_flag or launch.decision
-                    if resume_flag is None:
-                        resume_flag = ask_choice(
-                            f"Model '{model_path.stem}' has an unfinished VAE run. Resume from epoch {epoch} or start fresh?",
-                            ["resume", "fresh"],
-                            "an unfinished VAE run exists: pass --resume or --fresh",
-                            may_ask=launch.may_ask,
-                        )
-                    resume = resume_flag == "resume"
-                if not resume and not overwrite:
-                    raise DistillganError(
-                        f"model '{model_path.stem}' already exists at {model_path}: choose another --name or pass --overwrite"
-                    )
-                if resume:
-                    stored = json_attr(reader.attrs("vae").get("config"))  # untrusted: validated below
-                    if not stored:
-                        raise DistillganError(
-                            f"model '{model_path.stem}' has no usable stored VAE config to resume with: "
-                            "start over with --fresh"
-                        )
-                    cfg = load_vae_config(None, stored)
-        corpus_data = load_corpus_verbose(corpus, console, err)
-        # --overwrite: the run's first save replaces the model (kept whole until then)
-        token = CancelToken()
+            plan = _decide(request, launch)
+        if vocoder:
+            from distillgan.generation import load_vae
+
+            load_vae(path)  # a damaged or hostile VAE is refused now, not after hours of vocoder training
+            manifest = read_model_state(path).manifest or {}
+            check = check_model_corpus(
+                manifest, audio_dir=request.audio_dir, accept_changes=request.accept_corpus_changes
+            )
+            if not check.ok:
+                err.print(f"[yellow]warning:[/yellow] training on what is there: {escape(check.describe())}")
+        note = plan.note(_flag)
+        if note:
+            err.print(f"[yellow]warning:[/yellow] {note}")
         options = build_trainer_options(
-            accelerator, precision, devices, num_nodes, strategy, cfg.train.accelerator
+            trainer.accelerator,
+            trainer.precision,
+            trainer.devices,
+            trainer.num_nodes,
+            trainer.strategy,
+            plan.cfg.train.accelerator,
         )
-        console.print(f"Training VAE for model '{model_path.stem}' — Ctrl+C saves and stops")
+        if vocoder:
+            corpus = load_model_corpus(
+                manifest,
+                audio_dir=request.audio_dir,
+                accept_changes=request.accept_corpus_changes,
+                on_skip=lambda v: err.print(f"[yellow]warning:[/yellow] {escape(v.describe())}"),
+            )
+            console.print(f"Corpus: {corpus.summary()}")
+        else:
+            assert request.corpus_dir is not None
+            corpus = load_corpus_verbose(request.corpus_dir, console, err)
+        if launch.may_ask:  # one process: a short measured fit on one device is safe here
+            from distillgan.runs import NO_ESTIMATE, estimate
+
+            length = estimate(plan, corpus, options)
+            if length is None:
+                err.print(f"[yellow]warning:[/yellow] {NO_ESTIMATE}")
+            else:
+                console.print(escape(length.text()), soft_wrap=True)
+        if vocoder:
+            verb = "Resuming" if plan.resume else "Training"
+            console.print(
+                f"{verb} the HiFi-GAN vocoder of '{path.stem}' — Ctrl+C saves a checkpoint and stops"
+            )
+        else:
+            console.print(f"Training VAE for model '{path.stem}' — Ctrl+C saves and stops")
+        token = CancelToken()
         with (
-            TrainingDisplay(console, "vae") as display,
+            TrainingDisplay(console, request.stage) as display,
             cancel_on_ctrl_c(token, console),
-            launch.passed_on(resume),
+            launch.passed_on(plan.resume),
         ):
-            result = train_vae(
-                corpus_data,
-                model_path,
-                cfg,
+            result = run_plan(
+                plan,
+                corpus,
                 lock=lock,
                 listener=display if launch.rank_zero else None,
                 cancel=token,
                 options=options,
-                resume=resume,
             )
-        print_run_end(console, result, "VAE")
+        if not vocoder:
+            print_run_end(console, result, "VAE")
+        elif result.status == "complete":
+            best = result.metrics.get("val/mel_l1")
+            console.print(
+                f"[green]Vocoder training complete[/green]: {result.epochs_completed} epochs, "
+                f"{result.steps} steps" + (f", held-out mel error {best:.3f}" if best is not None else "")
+            )
+        else:
+            console.print(f"[bold]{checkpoint_saved(result.epochs_completed)}[/bold]")
+        if vocoder:
+            console.print(f"Previews: {run_dir(path) / 'previews'}", soft_wrap=True)
         if result.status != "complete":
             raise SystemExit(130)
     finally:
@@ -148,66 +210,72 @@ def train_vae_command(
             lock.release()
 
 
-VOCODER_RECIPES = ["vocoder", "vocoder_quick", "vocoder_tiny"]
+CLI_TERMS = Terms(
+    go_on="pass --epochs N with N above {done} to train on, or --fresh to start over",
+    no_resume="run without --resume",
+    start_over="start over with --fresh",
+    train_vae_first="train its VAE to the end with `distillgan train vae` first",
+)
 
 
-def _resume_decision(
-    name: str, flag: str | None, has_checkpoint: bool, vocoder: dict[str, Any], yes: bool, launch: Launch
-) -> bool:
-    """Resume or start fresh, and whether replacing a finished vocoder is allowed; asks when unsure
-    and allowed to (see :class:`Launch`)."""
-    from distillgan.training import resume_epoch
+def _given(**values: Any) -> dict[str, Any]:
+    """The options the user gave (None: not given, the recipe decides)."""
+    return {key: value for key, value in values.items() if value is not None}
 
-    if launch.decision is not None:
-        return launch.decision == "resume"  # rank zero decided, and was allowed to replace
-    if flag == "resume" and not has_checkpoint:
-        raise DistillganError(f"model '{name}' has no vocoder training state to resume: run without --resume")
-    if has_checkpoint and flag is None:
-        flag = ask_choice(
-            f"Resume from epoch {resume_epoch(vocoder.get('epochs'))} or start fresh?",
-            ["resume", "fresh"],
-            "a saved vocoder training state exists: pass --resume or --fresh",
-            may_ask=launch.may_ask,
-        )
-    resume = has_checkpoint and flag == "resume"
-    if vocoder.get("status") == "complete" and not resume and not yes:
-        replace = ask_yes(
-            "This model already has a trained vocoder. Replace it?",
-            "this model already has a trained vocoder: pass --yes to replace it",
-            may_ask=launch.may_ask,
-        )
-        if not replace:
-            raise DistillganError("kept the existing vocoder; nothing changed")
-    return resume
+
+def _flag(key: str) -> str:
+    return "--config" if key == "recipe_file" else "--" + key.replace("_", "-")
+
+
+def _decide(request: TrainRequest, launch: Launch) -> Plan:
+    """The run plan for ``request``, asking the user the plan's questions when allowed to (see
+    :class:`Launch`), else refusing with what to pass instead."""
+    path = request.model_path
+    refusals = {
+        kind: REFUSALS[request.stage, kind].format(name=path.stem, path=path)
+        for kind in ("resume", "replace")
+    }
+    if launch.decision is not None:  # rank zero decided, and was allowed to replace
+        request = dataclasses.replace(request, resume=launch.decision == "resume", replace=True)
+    state = read_model_state(request.model_path)
+    while True:
+        outcome = plan_run(request, state, CLI_TERMS)
+        if isinstance(outcome, Plan):
+            return outcome
+        if outcome.kind == "resume":
+            choice = ask_choice(outcome.text, ["resume", "fresh"], refusals["resume"], may_ask=launch.may_ask)
+        elif ask_yes(outcome.text, refusals["replace"], may_ask=launch.may_ask):
+            choice = "replace"
+        else:
+            raise DistillganError(outcome.kept)
+        request = request.answer(choice)
 
 
 @click.command("vocoder")
 @click.argument("model_name", metavar="MODEL")
 @click.option(
     "--epochs",
-    type=click.IntRange(min=1),
+    type=SettingType("epochs"),
     default=None,
     help="Total epochs (default: the recipe's; with --resume, extends the run).",
 )
-@click.option(
-    "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Generator learning rate."
-)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=SettingType("lr"), default=None, help="Generator learning rate.")
+@click.option("--batch-size", type=SettingType("batch_size"), default=None)
 @click.option(
     "--checkpoint-interval",
-    type=click.IntRange(min=1),
+    type=SettingType("checkpoint_interval"),
     default=None,
     help="Save the training state every N epochs.",
 )
 @click.option(
     "--preview-interval",
-    type=click.IntRange(min=1),
+    type=SettingType("preview_interval"),
     default=None,
     help="Write audio previews every N epochs.",
 )
 @click.option(
     "--warmup-steps",
-    type=click.IntRange(min=0),
+    type=SettingType("warmup_steps"),
     default=None,
     help="Generator-only reconstruction steps first.",
 )
@@ -293,111 +361,28 @@ def train_vocoder_command(
     run the command again to resume. Without a terminal, pass --resume/--fresh and --yes
     instead of answering questions.
     """
-    from rich.markup import escape
+    from distillgan.modelfile import resolve_model
 
-    from distillgan.cli.display import TrainingDisplay, cancel_on_ctrl_c
-    from distillgan.generation import load_vae
-    from distillgan.lightning_modules.hifigan import load_vocoder_config
-    from distillgan.modelfile import ModelLock, open_model, resolve_model
-    from distillgan.progress import CancelToken
-    from distillgan.training import (
-        check_model_corpus,
-        load_model_corpus,
-        resumed_vocoder_run,
-        run_dir,
-        train_vocoder,
+    request = TrainRequest(
+        stage="vocoder",
+        model_path=resolve_model(model_name, models_dir),
+        train=_given(
+            lr=lr,
+            batch_size=batch_size,
+            checkpoint_interval=checkpoint_interval,
+            preview_interval=preview_interval,
+            warmup_steps=warmup_steps,
+            keep_checkpoint=keep_checkpoint,
+            precision=precision,
+            init=init,
+        ),
+        epochs=epochs,
+        recipe=recipe,
+        recipe_file=config_file,
+        audio_dir=audio_dir,
+        accept_corpus_changes=accept_corpus_changes,
+        bigvgan_dir=bigvgan_dir,
+        resume={"resume": True, "fresh": False}.get(resume_flag or ""),
+        replace=yes,
     )
-
-    launch = Launch.current(num_nodes)
-    console, err = console_for(), console_for(stderr=True)
-    console.quiet = err.quiet = not launch.rank_zero  # the other ranks train silently; rank zero reports
-    path = resolve_model(model_name, models_dir)
-    reader = open_model(path)
-    if not reader.has("vae"):
-        raise DistillganError(f"model '{path.stem}' has no trained VAE yet: run `distillgan train vae` first")
-    if not reader.has("dataset"):
-        raise DistillganError(f"model '{path.stem}' has no corpus manifest: retrain its VAE")
-    load_vae(path)  # a damaged or hostile VAE is refused now, not after hours of vocoder training
-    lock = ModelLock(path, owner="distillgan train vocoder").acquire() if launch.rank_zero else None
-    try:
-        reader = open_model(path)  # re-read under the lock
-        vocoder = reader.attrs("vocoder") if reader.has("vocoder") else {}
-        manifest = json_attr(reader.attrs("dataset").get("manifest"))
-        check = check_model_corpus(manifest, audio_dir=audio_dir, accept_changes=accept_corpus_changes)
-        if not check.ok:
-            err.print(f"[yellow]warning:[/yellow] training on what is there: {escape(check.describe())}")
-        with launch.agreed():
-            resume = _resume_decision(
-                path.stem, resume_flag, reader.has("vocoder_checkpoint"), vocoder, yes, launch
-            )
-
-        overrides: dict[str, Any] = {"train": {}}
-        for key, value in (
-            ("lr", lr),
-            ("batch_size", batch_size),
-            ("checkpoint_interval", checkpoint_interval),
-            ("preview_interval", preview_interval),
-            ("warmup_steps", warmup_steps),
-            ("keep_checkpoint", keep_checkpoint),
-            ("precision", precision),
-            ("init", init),
-        ):
-            if value is not None:
-                overrides["train"][key] = value
-        if resume:
-            run = resumed_vocoder_run(
-                vocoder,
-                overrides["train"],
-                epochs,
-                go_on="pass --epochs N with N above {done} to train on, or --fresh to start over",
-            )
-            if run.ignored or config_file is not None:
-                ignored = ", ".join("--" + k.replace("_", "-") for k in run.ignored)
-                err.print(
-                    "[yellow]warning:[/yellow] resuming keeps the run's own recipe"
-                    + (f" ({ignored} ignored)" if ignored else "")
-                )
-            cfg, epochs = run.cfg, run.total_epochs
-        else:
-            cfg = load_vocoder_config(config_file, overrides, recipe=recipe)
-        options = build_trainer_options(
-            accelerator, precision, devices, num_nodes, strategy, cfg.train.accelerator
-        )
-        corpus = load_model_corpus(
-            manifest,
-            audio_dir=audio_dir,
-            accept_changes=accept_corpus_changes,
-            on_skip=lambda v: err.print(f"[yellow]warning:[/yellow] {escape(v.describe())}"),
-        )
-        console.print(f"Corpus: {corpus.summary()}")
-        verb = "Resuming" if resume else "Training"
-        console.print(f"{verb} the HiFi-GAN vocoder of '{path.stem}' — Ctrl+C saves a checkpoint and stops")
-        token = CancelToken()
-        display = TrainingDisplay(console, "vocoder")
-        with display, cancel_on_ctrl_c(token, console), launch.passed_on(resume):
-            result = train_vocoder(
-                corpus,
-                path,
-                cfg,
-                lock=lock,
-                listener=display if launch.rank_zero else None,
-                cancel=token,
-                options=options,
-                resume=resume,
-                epochs=epochs,
-                bigvgan_dir=bigvgan_dir,
-            )
-        if result.status == "complete":
-            best = result.metrics.get("val/mel_l1")
-            console.print(
-                f"[green]Vocoder training complete[/green]: {result.epochs_completed} epochs, "
-                f"{result.steps} steps" + (f", held-out mel error {best:.3f}" if best is not None else "")
-            )
-        else:
-            console.print(f"[bold]Checkpoint saved at epoch {result.epoch}. Resume anytime.[/bold]")
-        console.print(f"Previews: {run_dir(path) / 'previews'}", soft_wrap=True)
-        if result.status != "complete":
-            raise SystemExit(130)
-    finally:
-        if lock is not None:
-            lock.release()
+    run_training(request, Trainer(accelerator, precision, devices, num_nodes, strategy))

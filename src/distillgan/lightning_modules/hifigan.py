@@ -49,8 +49,8 @@ import torch
 import torch.nn.functional as F
 
 from distillgan import config as cfg_lib
-from distillgan.audio import pack_short_sounds
 from distillgan.config import in_range, require
+from distillgan.corpus import pack_short_sounds
 from distillgan.data import (
     HOLD_OUT_FILES_FROM,
     CropDataModule,
@@ -186,20 +186,28 @@ def _fits_on(device: torch.device, nbytes: int) -> bool:
     return nbytes <= 1 << 30
 
 
+# Audio previews are at least this long where the held-out audio allows (see ``preview_audio``).
+PREVIEW_SECONDS = 2.0
+# in whole frames, rounded as ``val_clip_seconds`` is: the full recipe's 2 s clips are previews
+PREVIEW_SAMPLES = round(PREVIEW_SECONDS * SAMPLE_RATE / HOP_LENGTH) * HOP_LENGTH
+
+
 class VocoderDataModule(CropDataModule):
     """The whole corpus in memory as one buffer; training batches are random crops of it.
 
     Args:
         audio: mono 44.1 kHz float arrays or tensors, one per file (e.g.
-            ``[f.audio for f in distillgan.audio.load_corpus(folder).files]``).
+            ``[f.audio for f in distillgan.corpus.load_corpus(folder).files]``).
         cfg: the training half of a :class:`VocoderConfig` (crop length, batch size, seed,
             held-out clips, steps per epoch).
         names: the files' names, to say which were held out.
         vae: the model's VAE, for VAE-aware batches (``cfg.vae_aware_fraction``): each training
             file's mel is reconstructed through it once, and batches come with those frames.
 
-    Held-out audio is never trained on: it gives the held-out mel error each epoch and the
-    audio previews (the same ``cfg.val_clips`` clips of ``cfg.val_clip_seconds`` every time).
+    Held-out audio is never trained on: it gives the held-out mel error each epoch (the same
+    ``cfg.val_clips`` clips of ``cfg.val_clip_seconds`` every time) and the audio previews
+    (``preview_audio``: those clips, or, when they are shorter than ``PREVIEW_SAMPLES`` and
+    whole files are held out, the last ``PREVIEW_SAMPLES`` of each held-out file).
     A corpus of at least ``HOLD_OUT_FILES_FROM`` files holds whole files out (unseen audio,
     named in ``held_out_files``); a smaller one cuts the clips off the ends of its longest
     files (``held_out_files`` is empty: the figure comes from the training files). An epoch
@@ -231,10 +239,19 @@ class VocoderDataModule(CropDataModule):
                 sequences, cfg.val_clip_samples, cfg.val_clips
             )
             self.held_out_files = [names[i] for i in held]
+            self.preview_audio = self.val_audio
+            if cfg.val_clip_samples < PREVIEW_SAMPLES:
+                # short clips: the previews hear more of the same unseen files, the last 2 s of
+                # each (a shorter file whole, in whole frames)
+                ends = [min(sequences[i].shape[-1], PREVIEW_SAMPLES) // HOP_LENGTH * HOP_LENGTH for i in held]
+                self.preview_audio = [sequences[i][..., -n:] for i, n in zip(held, ends, strict=True)]
         else:
             self.train_audio, self.val_audio = hold_out(
                 sequences, cfg.val_clip_samples, cfg.val_clips, cfg.segment_samples
             )
+            # the clips are all the held-out audio there is: holding out more would take it
+            # from training and change what the held-out error measures
+            self.preview_audio = self.val_audio
         self.vae_frames: list[torch.Tensor] | None = None
         if vae is not None and cfg.vae_aware_fraction > 0:
             # whole frames, at least one crop long: the loader crops audio and frames together

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from distillgan import config as cfg_lib
-from distillgan.audio import pack_short_sounds
 from distillgan.config import VAEConfig
+from distillgan.corpus import pack_short_sounds
 from distillgan.data import CropDataModule, RandomCropLoader, hold_out
 from distillgan.mel import HOP_LENGTH, LOG_CLAMP, log_mel_spectrogram
 from distillgan.modelfile import Section
@@ -26,7 +26,7 @@ class VAEDataModule(CropDataModule):
 
     ``audio`` is a list of mono 44.1 kHz float32 arrays or tensors, one per file. Files shorter
     than two chunks (one-shots) are packed together with short silences between them
-    (:func:`~distillgan.audio.pack_short_sounds`), so every sequence can give up a held-out
+    (:func:`~distillgan.corpus.pack_short_sounds`), so every sequence can give up a held-out
     chunk and still train on one. Holding out the *end* of the longest sequences (rather than
     whole files) gives a validation set even for a 5-file corpus.
     """

@@ -2,13 +2,19 @@
 
 It calls :func:`distillgan.generation.generate` and shows the :class:`QualityBadge`; the
 vocoder list is read from the model file whenever the model or the tab is selected, so a
-vocoder trained a minute ago in the Train tab is offered without a restart.
+vocoder trained a minute ago in the Train tab is offered without a restart. BigVGAN-v2 is
+marked unavailable there when it is neither in the "BigVGAN folder" (Advanced) or the Hugging
+Face cache nor downloadable (:func:`distillgan.vocoders.bigvgan_weights.bigvgan_availability`).
+
+An empty seed means a fresh random seed for each take, as the CLI does without ``--seed``; the
+seed used is on the badge and in the file name, and typed back (or "Reuse seed") it renders the
+same clip again. Every clip is a new numbered take in ``<models>/generated`` named as the CLI
+names its takes (:func:`distillgan.generation.write_take`): nothing is ever overwritten.
 """
 
 from __future__ import annotations
 
 import contextvars
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -22,34 +28,52 @@ from distillgan.generation import (
     VocoderStatus,
     generate,
     vocoder_status,
-    write_generation,
+    write_take,
 )
 from distillgan.modelfile import list_models, new_model_path
 from distillgan.ui.jobs import model_name, read_model_state
 from distillgan.ui.views import parse_number
+from distillgan.vocoders.bigvgan_weights import (
+    FOLDER_FIELD,
+    LOCAL_DIR_ENV,
+    BigVGANAvailability,
+    bigvgan_availability,
+    worded,
+)
 
 BIT_DEPTH_LABELS = {"16": "16-bit", "24": "24-bit", "32f": "32-bit float"}
 VOCODER_LABELS = {"hifigan": "Per-model HiFi-GAN", "bigvgan": "BigVGAN Universal"}
-MAX_SEED = 2**31 - 1  # plenty of variety, and exact in the browser's numbers
+GENERATED_FOLDER = "generated"  # under the models folder: a browser visitor has no current folder
 
 
-def vocoder_choices(status: VocoderStatus | None) -> list[tuple[str, str]]:
-    """Auto, the model's own HiFi-GAN only when it has one, and the universal BigVGAN."""
-    auto = "Auto" if status is None else f"Auto ({VOCODER_LABELS[status.auto_choice]})"
+def vocoder_choices(
+    status: VocoderStatus | None, bigvgan: BigVGANAvailability | None = None
+) -> list[tuple[str, str]]:
+    """Auto, the model's own HiFi-GAN only when it has one, and the universal BigVGAN, marked
+    unavailable (``bigvgan`` says so) when it cannot be had."""
+    unavailable = bigvgan is not None and not bigvgan.available
+    if status is None:
+        auto = "Auto"
+    elif status.auto_choice == "bigvgan" and unavailable:
+        auto = f"Auto ({VOCODER_LABELS['bigvgan']}, unavailable)"
+    else:
+        auto = f"Auto ({VOCODER_LABELS[status.auto_choice]})"
     choices = [(auto, "auto")]
     if status is not None and status.has_hifigan:
         choices.append((VOCODER_LABELS["hifigan"], "hifigan"))
-    return [*choices, (VOCODER_LABELS["bigvgan"], "bigvgan")]
+    bigvgan_label = VOCODER_LABELS["bigvgan"] + (" (unavailable)" if unavailable else "")
+    return [*choices, (bigvgan_label, "bigvgan")]
 
 
-def vocoder_info(status: VocoderStatus | None) -> str:
+def vocoder_info(status: VocoderStatus | None, bigvgan: BigVGANAvailability | None = None) -> str:
     if status is None:
         return ""
     text = f"Auto picks the {VOCODER_LABELS[status.auto_choice]}: {status.auto_reason}."
     if status.has_hifigan and status.hifigan_warning:
         text += f"  \n<small>⚠ Per-model HiFi-GAN: {status.hifigan_warning}</small>"
-    if status.auto_choice == "bigvgan":
-        text += "  \n<small>BigVGAN-v2 (~490 MB) is downloaded once, on first use.</small>"
+    if bigvgan is not None:
+        line = bigvgan.describe("ui")
+        text += f"  \n⚠ {line}" if not bigvgan.available else f"  \n<small>{line}</small>"
     return text
 
 
@@ -62,10 +86,19 @@ def badge_markdown(badge: QualityBadge, path: Path) -> str:
     return "  \n".join([*lines, f"Saved to `{path}`"])
 
 
+def parse_seed(text: Any) -> int | str | None:
+    """The seed field: None when empty (a fresh seed), an int when it is digits; anything else
+    goes on as typed, for the library's check to name the mistake as it does for the CLI."""
+    text = str(text if text is not None else "").strip()
+    if not text:
+        return None
+    return int(text) if text.isdigit() else text
+
+
 class GenerateTab:
     def __init__(self, models_dir: Path, tab: gr.Tab, *, bigvgan_dir: Path | None = None) -> None:
         self.models_dir = models_dir
-        self.bigvgan_dir = bigvgan_dir
+        self.bigvgan_dir = bigvgan_dir  # `distillgan ui --bigvgan-dir`: the folder field's default
         self._build()
         self._wire(tab)
 
@@ -76,22 +109,19 @@ class GenerateTab:
         with gr.Row():
             with gr.Column(variant="panel", scale=1):
                 with gr.Row():
-                    self.seed = gr.Number(
+                    self.seed = gr.Textbox(
                         label="Seed",
-                        value=0,
-                        precision=0,
-                        minimum=0,
-                        maximum=MAX_SEED,
+                        placeholder="random",
+                        info="Empty: a fresh random seed for each take. The same seed renders the same clip.",
+                        max_lines=1,
                         elem_id="gen-seed",
                         scale=3,
                     )
-                    self.dice = gr.Button(
-                        "Random seed",
-                        size="sm",
-                        elem_id="gen-random-seed",
-                        scale=1,
-                        elem_classes="inline-button",
-                    )
+                    with gr.Column(scale=1, min_width=120):
+                        self.reuse = gr.Button(
+                            "Reuse seed", size="sm", visible=False, elem_id="gen-reuse-seed"
+                        )
+                        self.random = gr.Button("Random", size="sm", elem_id="gen-random-seed")
                 self.duration = gr.Slider(
                     1, 120, value=10, step=0.5, label="Duration (seconds)", elem_id="gen-duration"
                 )
@@ -118,6 +148,16 @@ class GenerateTab:
                     vocoder_choices(None), value="auto", label="Vocoder", elem_id="gen-vocoder"
                 )
                 self.vocoder_info = gr.Markdown(elem_id="gen-vocoder-info", elem_classes="subtle")
+                with gr.Accordion("Advanced", open=False, elem_id="gen-advanced"):
+                    self.bigvgan_folder = gr.Textbox(
+                        value=str(self.bigvgan_dir or ""),
+                        label=FOLDER_FIELD,
+                        placeholder=f"${LOCAL_DIR_ENV}, else the Hugging Face cache",
+                        info="A folder holding BigVGAN-v2's config.json and bigvgan_generator.pt, used "
+                        "instead of the Hugging Face cache (the CLI's --bigvgan-dir).",
+                        max_lines=1,
+                        elem_id="gen-bigvgan-dir",
+                    )
                 self.go = gr.Button("Generate", variant="primary", elem_id="gen-go")
             with gr.Column(scale=1):
                 self.audio = gr.Audio(
@@ -130,14 +170,29 @@ class GenerateTab:
                 self.badge = gr.Markdown(elem_id="gen-badge", elem_classes="badge")
                 self.error = gr.Markdown(elem_id="gen-error", visible=False)
                 self.retry = gr.Button("Retry", visible=False, elem_id="gen-retry")
+        self.last_seed = gr.State(None)
 
     def _wire(self, tab: gr.Tab) -> None:
-        status_outputs = [self.model, self.vocoder, self.vocoder_info]
-        tab.select(self.on_show, [self.model, self.vocoder], status_outputs, show_progress="hidden")
-        self.model.change(
-            self.on_model, [self.model, self.vocoder], status_outputs[1:], show_progress="hidden"
+        lists = [self.vocoder, self.vocoder_info]
+        choice_inputs = [self.model, self.vocoder, self.bigvgan_folder]
+        # Everything that redraws the vocoder list runs one at a time, in the order it was asked
+        # for, and reads the model chosen when it was asked: the last answer is for the model
+        # shown, never an earlier one that happened to finish later.
+        in_order: dict[str, Any] = {
+            "show_progress": "hidden",
+            "concurrency_limit": 1,
+            "concurrency_id": "generate-vocoder-list",
+        }
+        # the list after the models, in a step of its own: it reads the model chosen by then
+        tab.select(self.on_show_models, self.model, self.model, show_progress="hidden").then(
+            self.on_vocoders, choice_inputs, lists, **in_order
         )
-        self.dice.click(lambda: secrets.randbelow(MAX_SEED + 1), None, self.seed, show_progress="hidden")
+        # .change also fires when the tab moves the dropdown: any model switch clears the result
+        self.model.change(self.on_model, choice_inputs, [*lists, *self.result_outputs[:5]], **in_order)
+        for event in (self.bigvgan_folder.submit, self.bigvgan_folder.blur):
+            event(self.on_vocoders, choice_inputs, lists, **in_order)
+        self.reuse.click(lambda seed: "" if seed is None else str(seed), self.last_seed, self.seed)
+        self.random.click(lambda: "", None, self.seed, show_progress="hidden")
         inputs = [
             self.model,
             self.seed,
@@ -146,10 +201,17 @@ class GenerateTab:
             self.bit_depth,
             self.vocoder,
             self.loudness,
+            self.bigvgan_folder,
         ]
-        outputs = [self.audio, self.badge, self.error, self.retry]
-        self.go.click(self.on_generate, inputs, outputs)
-        self.retry.click(self.on_generate, inputs, outputs)
+        for button in (self.go, self.retry):
+            # then the list again: a download (or a failed one) changes what is available
+            button.click(self.on_generate, inputs, self.result_outputs).then(
+                self.on_vocoders, choice_inputs, lists, **in_order
+            )
+
+    @property
+    def result_outputs(self) -> list[Any]:
+        return [self.audio, self.badge, self.error, self.retry, self.reuse, self.last_seed]
 
     # ------------------------------------------------------------------ model and vocoder list
 
@@ -166,6 +228,12 @@ class GenerateTab:
         a path (checked as the CLI's --name is); it also names the files written for it."""
         return new_model_path(value, self.models_dir) if value else None
 
+    def _folder(self, text: str | None) -> str | None:
+        """The BigVGAN folder field: None (not sent) is the app's own setting, empty is none."""
+        if text is None:
+            return None if self.bigvgan_dir is None else str(self.bigvgan_dir)
+        return text.strip() or None
+
     def _status(self, value: str | None) -> VocoderStatus | None:
         try:
             path = self._path(value)
@@ -173,76 +241,112 @@ class GenerateTab:
         except DistillganError:
             return None
 
-    def on_model(self, value: str | None, choice: str | None) -> list[Any]:
+    def on_vocoders(self, value: str | None, choice: str | None, folder: str | None = None) -> list[Any]:
+        """The vocoder list and its notes for this model and BigVGAN folder."""
         status = self._status(value)
-        choices = vocoder_choices(status)
+        bigvgan = bigvgan_availability(self._folder(folder)) if status is not None else None
+        choices = vocoder_choices(status, bigvgan)
         keep = choice if choice in [c[1] for c in choices] else "auto"
-        return [gr.update(choices=choices, value=keep), vocoder_info(status)]
+        return [gr.update(choices=choices, value=keep), vocoder_info(status, bigvgan)]
 
-    def on_show(self, value: str | None, choice: str | None) -> list[Any]:
+    def on_model(self, value: str | None, choice: str | None, folder: str | None = None) -> list[Any]:
+        """A model switch: its vocoder list, and no trace of the previous model's result."""
+        cleared = [None, "", gr.update(value="", visible=False), gr.update(visible=False)]
+        return [*self.on_vocoders(value, choice, folder), *cleared, gr.update(visible=False)]
+
+    def on_show_models(self, value: str | None) -> Any:
+        """The models with a VAE now. The choice stays as it is while it is one of them: this
+        answer may arrive after the user picked another model, and must not undo that."""
+        names = self._choices()
+        if value in names:
+            return gr.update(choices=names)
+        return gr.update(choices=names, value=names[0] if names else None)
+
+    def on_show(self, value: str | None, choice: str | None, folder: str | None = None) -> list[Any]:
+        """The page's first look: the models, the first one chosen, and its vocoder list."""
         names = self._choices()
         if value not in names:
             value = names[0] if names else None
-        return [gr.update(choices=names, value=value), *self.on_model(value, choice)]
+        return [gr.update(choices=names, value=value), *self.on_vocoders(value, choice, folder)]
 
     # ------------------------------------------------------------------ generating
 
     def on_generate(
         self,
         value: str | None,
-        seed: float | None,
+        seed: Any,
         duration: float,
         sample_rate: int,
         bit_depth: str,
         choice: str,
         loudness: str | None = None,
+        folder: str | None = None,
         progress: gr.Progress = gr.Progress(),  # Gradio fills this in: the download's progress bar
     ) -> list[Any]:
+        """The Generate and Retry buttons: audio, badge, error and retry updates, then the "Reuse
+        seed" button and the seed it reuses (hidden and None when the generation failed)."""
+        outputs, used = self._generate(
+            value, seed, duration, sample_rate, bit_depth, choice, loudness, folder, progress
+        )
+        if used is None:
+            return [*outputs, gr.update(visible=False), None]
+        return [*outputs, gr.update(value=f"Reuse seed {used}", visible=True), used]
+
+    def _generate(
+        self,
+        value: str | None,
+        seed: Any,
+        duration: float,
+        sample_rate: int,
+        bit_depth: str,
+        choice: str,
+        loudness: str | None,
+        folder: str | None,
+        progress: Any,
+    ) -> tuple[list[Any], int | None]:
         try:
             path = self._path(value)
             loudness_lufs = parse_number(loudness, "Loudness")
         except DistillganError as exc:
-            return self._failed(str(exc), retry=False)
+            return self._failed(str(exc), retry=False), None
         if path is None:
-            return self._failed("Pick a model first: train one in the Train tab.", retry=False)
+            return self._failed("Pick a model first: train one in the Train tab.", retry=False), None
 
         # Gradio finds this page's progress bar through context variables, and the download may
         # report from a thread of its own: every report runs in a copy of this handler's context.
         context = contextvars.copy_context()
 
         def downloading(name: str, done: int, total: int) -> None:
+            if progress is None:
+                return
             desc = f"Downloading BigVGAN-v2 {name} (first use only)"
             context.copy().run(progress, (done, total) if total else None, desc=desc, unit="bytes")
 
         try:
             generation = generate(
                 path,
-                seed=int(seed or 0),
+                seed=parse_seed(seed),  # type: ignore[arg-type]  # a typo is refused by its check
                 duration_s=float(duration),
                 vocoder=choice,  # type: ignore[arg-type]
                 sample_rate=int(sample_rate),
                 bit_depth=bit_depth,
-                bigvgan_dir=self.bigvgan_dir,
+                bigvgan_dir=self._folder(folder),
                 download_progress=downloading,
                 loudness_lufs=loudness_lufs,
             )
-            folder = self.models_dir / "generated"
-            folder.mkdir(parents=True, exist_ok=True)
-            badge = generation.badge
-            out = (
-                folder / f"{value}_seed{badge.seed}_{badge.vocoder}_{badge.sample_rate}_{badge.bit_depth}.wav"
-            )
-            write_generation(out, generation)
-        except VocoderUnavailableError as exc:
-            return self._failed(str(exc), retry=True)
+            out_dir = self.models_dir / GENERATED_FOLDER
+            out_dir.mkdir(parents=True, exist_ok=True)
+            out = write_take(out_dir, value, generation)
         except DistillganError as exc:
-            return self._failed(str(exc), retry=False)
-        return [
+            # a vocoder that cannot be had now may be later (a download, a folder): offer Retry
+            return self._failed(worded(exc, "ui"), retry=isinstance(exc, VocoderUnavailableError)), None
+        outputs = [
             str(out),
-            badge_markdown(badge, out),
+            badge_markdown(generation.badge, out),
             gr.update(value="", visible=False),
             gr.update(visible=False),
         ]
+        return outputs, generation.badge.seed
 
     @staticmethod
     def _failed(message: str, *, retry: bool) -> list[Any]:

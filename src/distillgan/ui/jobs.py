@@ -1,32 +1,46 @@
-"""Training runs started from the UI: what to ask before a run, and one background worker per run.
+"""Training runs started from the UI: one background worker per run.
 
-The decisions mirror ``distillgan train vae|vocoder`` (resume or start fresh, replace a trained
-stage, which stored config a resumed run keeps); the work itself is
-:func:`distillgan.training.train_vae` / :func:`~distillgan.training.train_vocoder`, run in a
-thread that holds the model's :class:`~distillgan.modelfile.ModelLock` and collects the
-run's :class:`~distillgan.progress.ProgressEvent` s for the tabs to poll.
+What to ask and what to run is :func:`distillgan.runs.plan_run`'s decision, the same as for
+``distillgan train vae|vocoder``; the work itself is :func:`distillgan.training.train_vae` /
+:func:`~distillgan.training.train_vocoder`, run in a thread that holds the model's
+:class:`~distillgan.modelfile.ModelLock` and collects the run's
+:class:`~distillgan.progress.ProgressEvent` s for the tabs to poll.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from distillgan.config import json_attr
-from distillgan.errors import CorpusError, DistillganError, ModelFileError
-from distillgan.modelfile import SUFFIX, ModelLock, open_model
+from distillgan.errors import CorpusError, DistillganError
+from distillgan.modelfile import ModelLock, model_name
 from distillgan.progress import CancelToken, ProgressEvent
+from distillgan.runs import (
+    NO_ESTIMATE,
+    SETTINGS,
+    ModelState,
+    Plan,
+    Question,
+    Stage,
+    Terms,
+    TrainRequest,
+    estimate,
+    lock_model,
+    plan_run,
+    read_model_state,
+)
 
-Stage = Literal["vae", "vocoder"]
-JobState = Literal["preparing", "running", "finished", "cancelled", "failed"]
+__all__ = ["ModelState", "Question", "Stage", "TrainRequest", "model_name", "read_model_state"]
+
+# "confirming": prepared, its length estimated over an hour: waits for the user's go-ahead
+JobState = Literal["preparing", "confirming", "running", "finished", "cancelled", "failed"]
+ACTIVE: tuple[JobState, ...] = ("preparing", "confirming", "running")
 
 UI_CORPUS_HINT = (
     "here: Advanced → 'Corpus folder, if it moved' or 'Train even if corpus files are missing or changed'"
@@ -37,208 +51,17 @@ MAX_POINTS = 20_000
 log = logging.getLogger(__name__)
 
 
-def model_name(path: Path) -> str:
-    return path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.name
+UI_TERMS = Terms(
+    go_on="set Epochs above {done} to train on, or start fresh",
+    no_resume="start again",
+    start_over="start fresh",
+    train_vae_first="train its VAE to the end first",
+)
 
 
-# ---------------------------------------------------------------------------------------------
-# What a model file holds
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """The stages of one model file, read once per file version (callers must not mutate)."""
-
-    path: Path
-    exists: bool = False
-    error: str | None = None
-    vae_attrs: dict[str, Any] | None = None
-    vae_checkpoint: bool = False
-    manifest: dict[str, Any] | None = None
-    vocoder: dict[str, Any] | None = None
-    vocoder_checkpoint: bool = False
-
-    @property
-    def name(self) -> str:
-        return model_name(self.path)
-
-    @property
-    def vae_summary(self) -> dict[str, Any] | None:
-        return None if self.vae_attrs is None else json_attr(self.vae_attrs.get("summary"))
-
-    @property
-    def vae_complete(self) -> bool:
-        return (self.vae_summary or {}).get("status") == "complete"
-
-    @property
-    def can_train_vocoder(self) -> bool:
-        """A trained (finished) VAE and the corpus manifest the vocoder learns from."""
-        return self.vae_complete and self.manifest is not None
-
-    @property
-    def vocoder_complete(self) -> bool:
-        return self.vocoder is not None and self.vocoder.get("status") == "complete"
-
-    def resume_epoch(self, stage: Stage) -> int | None:
-        """The epoch a saved training state of ``stage`` resumes from, or None without one."""
-        from distillgan.training import resume_epoch
-
-        if stage == "vae":
-            summary = self.vae_summary
-            return resume_epoch(summary.get("epochs_completed")) if self.vae_checkpoint and summary else None
-        if not self.vocoder_checkpoint:
-            return None
-        return resume_epoch((self.vocoder or {}).get("epochs"))
-
-
-def read_model_state(path: Path) -> ModelState:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return ModelState(path)
-    except OSError as exc:
-        return ModelState(path, exists=True, error=f"cannot read {path} ({exc.strerror})")
-    return _read_state(str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
-
-
-@lru_cache(maxsize=64)
-def _read_state(path_text: str, mtime_ns: int, size: int, inode: int) -> ModelState:
-    path = Path(path_text)
-    try:
-        reader = open_model(path)
-        sections = set(reader.sections())
-        return ModelState(
-            path,
-            exists=True,
-            vae_attrs=reader.attrs("vae") if "vae" in sections else None,
-            vae_checkpoint="vae_checkpoint" in sections,
-            manifest=json_attr(reader.attrs("dataset").get("manifest")) or None
-            if "dataset" in sections
-            else None,
-            vocoder=reader.attrs("vocoder") if "vocoder" in sections else None,
-            vocoder_checkpoint="vocoder_checkpoint" in sections,
-        )
-    except DistillganError as exc:
-        return ModelState(path, exists=True, error=str(exc))
-
-
-# ---------------------------------------------------------------------------------------------
-# Requests and the questions asked before a run
-
-
-@dataclass(frozen=True)
-class Question:
-    text: str
-    options: tuple[tuple[str, str], ...]  # (button label, answer for TrainRequest.answer)
-    dismiss: str = "Cancel"
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """One press of a Train button: the stage, the model and the form's values."""
-
-    stage: Stage
-    model_path: Path
-    corpus_dir: Path | None = None  # a new model's corpus folder (VAE only)
-    train: dict[str, Any] = field(default_factory=dict)  # overrides of the recipe's train section
-    epochs: int | None = None
-    recipe: str = "vocoder"  # built-in vocoder recipe
-    recipe_file: Path | None = None
-    accelerator: str | None = None
-    audio_dir: Path | None = None  # where the corpus is now, if it moved
-    accept_corpus_changes: bool = False
-    bigvgan_dir: Path | None = None  # BigVGAN-v2's files, to score it at the end of a vocoder run
-    resume: bool | None = None  # None until asked
-    replace: bool = False
-
-    def answer(self, choice: str) -> TrainRequest:
-        if choice == "resume":
-            return dataclasses.replace(self, resume=True)
-        if choice == "fresh":
-            return dataclasses.replace(self, resume=False)
-        if choice == "replace":
-            return dataclasses.replace(self, replace=True)
-        raise ValueError(f"unknown answer {choice!r}")
-
-
-def question_for(request: TrainRequest, state: ModelState) -> Question | None:
-    """What the user must decide before this run starts, asked every time (None: nothing)."""
-    epoch = state.resume_epoch(request.stage)
-    if epoch is not None and request.resume is None:
-        text = f"Resume from epoch {epoch} or start fresh?"
-        if request.stage == "vae":
-            text = f"Model **{state.name}** has an unfinished VAE run. {text}"
-        return Question(text, ((f"Resume from epoch {epoch}", "resume"), ("Start fresh", "fresh")))
-    resuming = epoch is not None and bool(request.resume)
-    if resuming or request.replace:
-        return None
-    if request.stage == "vae" and state.exists:
-        stages = "VAE and vocoder are" if state.vocoder is not None else "VAE is"
-        return Question(
-            f"Model **{state.name}** already exists. Replace it? Its {stages} trained again from scratch.",
-            (("Replace the model", "replace"),),
-            dismiss="Keep it",
-        )
-    if request.stage == "vocoder" and state.vocoder_complete:
-        return Question(
-            "This model already has a trained vocoder. Replace it?",
-            (("Replace it", "replace"),),
-            dismiss="Keep it",
-        )
-    return None
-
-
-def check_request(request: TrainRequest, state: ModelState) -> None:
-    """Refuse, with one clear line, a run that cannot start; validates the recipe too."""
-    if state.error:
-        raise ModelFileError(state.error)
-    if request.stage == "vae":
-        if request.corpus_dir is None and state.manifest is None:
-            raise CorpusError(
-                f"model '{state.name}' has no corpus manifest: create it again from its corpus folder"
-            )
-        if request.corpus_dir is not None and not request.corpus_dir.exists():
-            raise CorpusError(f"corpus folder {request.corpus_dir} does not exist")
-    elif not state.can_train_vocoder:
-        raise DistillganError(f"model '{state.name}' has no trained VAE yet: train its VAE to the end first")
-    if request.resume and state.resume_epoch(request.stage) is None:
-        raise DistillganError(
-            f"model '{state.name}' no longer has a saved {request.stage} training state: start again"
-        )
-    build_config(request, state, resume=False)
-
-
-def build_config(
-    request: TrainRequest, state: ModelState, *, resume: bool
-) -> tuple[Any, int | None, list[str]]:
-    """The run's recipe, its total epochs (None: the recipe decides) and notes for the user."""
-    notes: list[str] = []
-    if request.stage == "vae":
-        from distillgan.config import load_vae_config
-
-        if resume:
-            if request.train or request.epochs:
-                notes.append("Resuming keeps the run's own settings.")
-            return load_vae_config(None, json_attr((state.vae_attrs or {}).get("config"))), None, notes
-        train = {**request.train, **({"epochs": request.epochs} if request.epochs else {})}
-        return load_vae_config(request.recipe_file, {"train": train}), None, notes
-
-    from distillgan.lightning_modules.hifigan import load_vocoder_config
-
-    if not resume:
-        cfg = load_vocoder_config(request.recipe_file, {"train": request.train}, recipe=request.recipe)
-        return cfg, request.epochs, notes
-    from distillgan.training import resumed_vocoder_run
-
-    run = resumed_vocoder_run(
-        state.vocoder or {},
-        request.train,
-        request.epochs,
-        go_on="set Epochs above {done} to train on, or start fresh",
-    )
-    if run.ignored:
-        notes.append(f"Resuming keeps the run's own {', '.join(k.replace('_', ' ') for k in run.ignored)}.")
-    return run.cfg, run.total_epochs, notes
+def setting_name(key: str) -> str:
+    """A request key as the form's messages name it."""
+    return SETTINGS[key].name if key in SETTINGS else key.replace("_", " ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,23 +87,26 @@ class JobView:
     error: str | None
     notes: tuple[str, ...]
     skipped: tuple[str, ...] = ()  # the corpus's skipped files, each with its reason
+    estimate: str | None = None  # the run's length and estimated time (distillgan.estimate)
 
     @property
     def active(self) -> bool:
-        return self.state in ("preparing", "running")
+        return self.state in ACTIVE
 
 
 class Job:
-    """A training run: prepares the corpus and recipe, trains, and records every progress event."""
+    """A training run of a :class:`~distillgan.runs.Plan`: loads the corpus, trains, and records
+    every progress event."""
 
-    def __init__(self, job_id: int, request: TrainRequest, state: ModelState, lock: ModelLock) -> None:
+    def __init__(self, job_id: int, plan: Plan, state: ModelState, lock: ModelLock) -> None:
         self.id = job_id
-        self.request = request
-        self.model_path = request.model_path
-        self.stage = request.stage
+        self.plan = plan
+        self.request = plan.request
+        self.model_path = plan.request.model_path
+        self.stage = plan.stage
         self.lock = lock
         self.cancel_token = CancelToken()
-        self.resumed = bool(request.resume) and state.resume_epoch(request.stage) is not None
+        self.resumed = plan.resume
         self._state_at_start = state
         from distillgan.training import run_dir
 
@@ -299,6 +125,8 @@ class Job:
         self._error: str | None = None
         self._notes: list[str] = []
         self._skipped: list[str] = []  # every file the corpus left out, one line each
+        self._estimate: str | None = None  # the run's length and estimated time, once measured
+        self._go_ahead = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"distillgan-{self.stage}-{model_name(self.model_path)}", daemon=True
         )
@@ -323,16 +151,22 @@ class Job:
                 error=self._error,
                 notes=tuple(self._notes),
                 skipped=tuple(self._skipped),
+                estimate=self._estimate,
             )
 
     @property
     def active(self) -> bool:
         with self._mutex:
-            return self._state in ("preparing", "running")
+            return self._state in ACTIVE
 
     def cancel(self) -> None:
         self.cancel_token.cancel("cancelled in the UI")
+        self._go_ahead.set()  # a run waiting for its go-ahead ends now, untouched
         self._update()
+
+    def confirm(self) -> None:
+        """The user's go-ahead for a run estimated over an hour."""
+        self._go_ahead.set()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -407,13 +241,13 @@ class Job:
         self._update(**outcome)
 
     def _train(self) -> dict[str, Any]:
-        from distillgan.audio import FEW_FILES_WARNING_THRESHOLD, load_corpus
-        from distillgan.training import TrainerOptions, load_model_corpus, train_vae, train_vocoder
+        from distillgan.corpus import FEW_FILES_WARNING_THRESHOLD, load_corpus
+        from distillgan.training import TrainerOptions, load_model_corpus, run_plan
 
-        request, state = self.request, self._state_at_start
-        cfg, epochs, notes = build_config(request, state, resume=self.resumed)
-        for text in notes:
-            self.note(text)
+        request, state, cfg = self.request, self._state_at_start, self.plan.cfg
+        note = self.plan.note(setting_name)
+        if note:
+            self.note(f"{note[0].upper()}{note[1:]}.")
 
         def skipped(verdict: Any) -> None:
             self._update(skipped=[*self._skipped, f"{verdict.path}: {verdict.reason}"])
@@ -441,21 +275,26 @@ class Job:
             return {"state": "cancelled"}
         # one device: a UI thread cannot host DDP's worker processes (use the CLI for several GPUs)
         options = TrainerOptions(accelerator=request.accelerator or cfg.train.accelerator, devices=1)
+        length = estimate(self.plan, corpus, options)
+        text = length.text() if length is not None else NO_ESTIMATE
+        self._update(note=text, estimate=text)
+        if (
+            length is not None and length.needs_confirmation
+        ):  # the user says go (or cancels) first; the lock stays held
+            self._update(state="confirming")
+            self._go_ahead.wait()
+        if self.cancel_token.cancelled:
+            return {"state": "cancelled"}
         self._update(state="running")
-        common = {
-            "lock": self.lock,
-            "listener": self.listener,
-            "cancel": self.cancel_token,
-            "options": options,
-            "resume": self.resumed,
-        }
-        if request.stage == "vae":
-            # replacing a model: the run's first save replaces it (kept whole until then)
-            result = train_vae(corpus, self.model_path, cfg, **common)
-        else:
-            result = train_vocoder(
-                corpus, self.model_path, cfg, epochs=epochs, bigvgan_dir=request.bigvgan_dir, **common
-            )
+        # a new VAE replacing a model: the run's first save replaces it (kept whole until then)
+        result = run_plan(
+            self.plan,
+            corpus,
+            lock=self.lock,
+            listener=self.listener,
+            cancel=self.cancel_token,
+            options=options,
+        )
         return {"state": "finished", "result": result}
 
 
@@ -473,6 +312,7 @@ class JobManager:
             return self._jobs.get((path, stage))
 
     def active_job(self, path: Path) -> Job | None:
+        """The model's UI run that is preparing or running, if any (of either stage)."""
         with self._mutex:
             jobs = [job for (p, _), job in self._jobs.items() if p == path]
         return next((job for job in jobs if job.active), None)
@@ -490,27 +330,22 @@ class JobManager:
                 del self._jobs[key]
 
     def submit(self, request: TrainRequest) -> Question | Job:
-        """Ask the next question, or take the model's lock and start the run in the background.
+        """Take the model's lock, then ask the next question or start the planned run in the
+        background.
 
-        The lock is the only arbiter: a second tab, a second app or a CLI run on the same model
-        gets its holder's description (ModelLockedError) instead of a second writer.
+        The lock comes first and is the only arbiter: a second tab, a second app or a CLI run on
+        the same model gets its holder's description (ModelLockedError) at once, before any
+        question, instead of a second writer.
         """
         path = request.model_path
-        state = read_model_state(path)
-        check_request(request, state)
-        question = question_for(request, state)
-        if question is not None:
-            return question
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = ModelLock(path, owner=f"the distillgan UI training its {request.stage}").acquire()
+        lock = lock_model(path, f"the distillgan UI training its {request.stage}")
         try:
-            state = read_model_state(path)  # it may have changed before we held the lock
-            check_request(request, state)
-            question = question_for(request, state)
-            if question is not None:
-                lock.release()
-                return question
-            job = Job(next(self._ids), request, state, lock)
+            state = read_model_state(path)  # read under the lock: nothing changes before the run
+            outcome = plan_run(request, state, UI_TERMS)
+            if isinstance(outcome, Question):
+                lock.release()  # asked without holding the model: the answer takes the lock again
+                return outcome
+            job = Job(next(self._ids), outcome, state, lock)
             job.start()  # from here on the job owns the lock and releases it when it ends
         except BaseException:
             if lock.held:
@@ -521,6 +356,14 @@ class JobManager:
             if request.stage == "vae" and not job.resumed:
                 self._jobs.pop((path, "vocoder"), None)  # that model's vocoder is being replaced
         return job
+
+    def confirm(self, path: Path, stage: Stage, job_id: int) -> bool:
+        """Start the run ``job_id`` that waits for its go-ahead (False: it no longer waits)."""
+        job = self.job(path, stage)
+        if job is None or job.id != job_id or not job.active:
+            return False
+        job.confirm()
+        return True
 
     def cancel(self, path: Path, stage: Stage) -> bool:
         job = self.job(path, stage)

@@ -15,20 +15,22 @@ from typing import Any
 
 import gradio as gr
 
-from distillgan import library
-from distillgan.cli.common import PRECISIONS
+from distillgan import library, runs
 from distillgan.config import builtin_recipe
 from distillgan.errors import CorpusError, DistillganError, ModelFileError
 from distillgan.modelfile import list_models, new_model_path, resolve_model
+from distillgan.runs import PRECISIONS, SETTINGS
 from distillgan.training import run_dir
 from distillgan.ui import views
+from distillgan.ui.corpus import CorpusPanel
 from distillgan.ui.jobs import Job, JobManager, Question, Stage, TrainRequest, model_name, read_model_state
 
 log = logging.getLogger(__name__)
 
 NEW = "__new__"
+GO_AHEAD = "go-ahead"  # a section's pending answer: the go-ahead of a run estimated over an hour
 NEW_LABEL = "+ New model from a corpus folder…"
-PREVIEW_PLAYERS = 3
+PREVIEW_PAIRS = 4  # reference + preview players; the recipes hold out up to 4 clips
 CHART_REFRESH_S = 2.0
 DEFAULT = "default"
 PRECISION_CHOICES = [("Recipe default", DEFAULT), *[(p, p) for p in PRECISIONS]]
@@ -41,14 +43,14 @@ DEVICE_CHOICES = [
 VOCODER_RECIPES = [("Default (best quality)", "vocoder"), ("Quick (CPU, minutes)", "vocoder_quick")]
 
 
-# form key -> (label, whole number)
+# form key -> label; the rules are the library's (distillgan.runs.SETTINGS)
 NUMBER_FIELDS = {
-    "epochs": ("Epochs", True),
-    "lr": ("Learning rate", False),
-    "batch_size": ("Batch size", True),
-    "checkpoint_interval": ("Save every N epochs", True),
-    "preview_interval": ("Audio preview every N epochs", True),
-    "warmup_steps": ("Warm-up steps (generator only)", True),
+    "epochs": "Epochs",
+    "lr": "Learning rate",
+    "batch_size": "Batch size",
+    "checkpoint_interval": "Save every N epochs",
+    "preview_interval": "Audio preview every N epochs",
+    "warmup_steps": "Warm-up steps (generator only)",
 }
 
 
@@ -61,7 +63,7 @@ def _recipe_hint(recipe: str, key: str) -> str:
 
 def _number_field(recipe: str, key: str) -> gr.Textbox:
     """An optional number: empty means the recipe's value, shown as the placeholder."""
-    label, _ = NUMBER_FIELDS[key]
+    label = NUMBER_FIELDS[key]
     return gr.Textbox(
         label=label, placeholder=_recipe_hint(recipe, key), elem_id=f"{recipe}-{key}".replace("_", "-")
     )
@@ -84,6 +86,20 @@ def _chart(title: str, x_title: str, y_title: str, elem_id: str) -> gr.LinePlot:
 
 def _message(exc: Exception) -> str:
     return f"⚠ {exc}"
+
+
+def _storage_markdown(path: Path | None) -> str:
+    """What takes the model's space (as `distillgan model info` says it), under the manage buttons."""
+    if path is None:
+        return ""
+    try:
+        parts = library.storage(path)
+    except DistillganError:
+        return ""
+    text = "Space: " + library.storage_text(parts)  # names and sizes only: nothing to escape
+    if any(what in library.TRAINING_STATE for what, size in parts if size):
+        text += "  \n*Compact…* drops the training state (a stopped run can no longer be resumed; the weights stay)."
+    return text
 
 
 @dataclass
@@ -199,13 +215,15 @@ class TrainTab:
             )
         self.summary = gr.Markdown(elem_id="train-summary")  # filled when the page has loaded
         self.manage = gr.Accordion(
-            "Rename or delete this model", open=False, visible=False, elem_id="model-manage"
+            "Rename, compact or delete this model", open=False, visible=False, elem_id="model-manage"
         )
         with self.manage:
             with gr.Row():
                 self.rename_to = gr.Textbox(label="New name", elem_id="model-new-name", scale=3)
                 self.rename = gr.Button("Rename…", elem_id="model-rename", scale=1)
+                self.compact = gr.Button("Compact…", elem_id="model-compact", scale=1)
                 self.delete = gr.Button("Delete model…", variant="stop", elem_id="model-delete", scale=1)
+            self.storage = gr.Markdown(elem_id="model-storage", elem_classes="subtle")
             self.manage_dialog = Dialog.build("model")
             self.manage_message = gr.Markdown(elem_id="model-message")
         self.manage_pending = gr.State(None)  # (action, new name) while its question is open
@@ -213,16 +231,28 @@ class TrainTab:
         vae = self.vae
         with gr.Column(variant="panel", elem_id="vae-section"):
             gr.Markdown("### 1 · VAE\nLearns the sound world of your corpus as mel spectrograms.")
-            with gr.Row() as self.new_row:
-                self.corpus_dir = gr.Textbox(
-                    label="Corpus folder",
-                    placeholder="/path/to/your/sounds",
-                    elem_id="vae-corpus",
-                    scale=3,
-                )
-                self.new_name = gr.Textbox(
-                    label="Model name", placeholder="the folder's name", elem_id="vae-name", scale=2
-                )
+            self.corpus = CorpusPanel(self.models_dir)
+            with gr.Column() as self.new_row:  # a new model: its corpus, typed or uploaded, and name
+                with gr.Row():
+                    self.corpus_dir = gr.Textbox(
+                        label="Corpus folder",
+                        placeholder="/path/to/your/sounds",
+                        elem_id="vae-corpus",
+                        scale=3,
+                    )
+                    self.new_name = gr.Textbox(
+                        label="Model name", placeholder="the folder's name", elem_id="vae-name", scale=2
+                    )
+                self.corpus.build_upload()
+            self.corpus.build_listing()
+            listing = self.corpus.listing
+            self.corpus.save.click(
+                lambda files, name: self.corpus.on_save(files, name, self.corpus_dir),
+                [self.corpus.files, self.new_name],
+                [self.corpus.message, self.corpus_dir, self.corpus.files, *listing],
+            )
+            for typed in (self.corpus_dir.blur, self.corpus_dir.submit):
+                typed(self.corpus.show_folder, self.corpus_dir, listing, show_progress="hidden")
             with gr.Row():
                 vae.form["epochs"] = _number_field("vae", "epochs")
                 vae.form["lr"] = _number_field("vae", "lr")
@@ -305,24 +335,28 @@ class TrainTab:
                     ),
                 ]
             gr.Markdown("#### Audio previews", elem_classes="subhead")
-            with gr.Row():
-                self.previews = [
-                    gr.Audio(visible=False, interactive=False, elem_id=f"preview-{i}", elem_classes="preview")
-                    for i in range(PREVIEW_PLAYERS)
-                ]
+            # one row per held-out clip: its original beside the newest epoch's rendering (A/B)
+            self.preview_pairs: list[tuple[gr.Row, gr.Audio, gr.Audio]] = []
+            for i in range(PREVIEW_PAIRS):
+                with gr.Row(visible=False, elem_id=f"preview-pair-{i}") as row:
+                    reference = gr.Audio(interactive=False, elem_id=f"reference-{i}", elem_classes="preview")
+                    preview = gr.Audio(interactive=False, elem_id=f"preview-{i}", elem_classes="preview")
+                self.preview_pairs.append((row, reference, preview))
+            self.previews = [component for pair in self.preview_pairs for component in pair]
             self.previews_note = gr.Markdown(elem_id="previews-note", elem_classes="subtle")
             voc.tensorboard = gr.Markdown(elem_id="vocoder-tensorboard")
 
     @property
     def outputs(self) -> list[Any]:
         out = [self.model, self.summary, self.new_row, self.seen, self.vocoder_notice, self.previews_note]
-        out += [self.manage, self.rename_to, self.manage_message, self.manage_pending]
+        out += [self.manage, self.storage, self.rename_to, self.manage_message, self.manage_pending]
         out += self.manage_dialog.components
-        out += self.previews
+        out += self.previews + self.corpus.listing
         for section in (self.vae, self.vocoder):
             out += [section.start, section.cancel, section.message, section.status, section.tensorboard]
             out += [section.pending, *section.dialog.components, *[chart for chart, _ in section.charts]]
-        return out + list(self.vocoder.form.values())  # locked and unlocked with the section
+        # the vocoder's form is locked and unlocked with its section; both show a run's settings
+        return out + list(self.vocoder.form.values()) + list(self.vae.form.values())
 
     def _wire(self) -> None:
         outputs = self.outputs
@@ -351,7 +385,7 @@ class TrainTab:
                 self._handler(self.on_cancel, section), inputs, outputs, show_progress="hidden"
             )
         manage_inputs = {self.model, self.seen, self.rename_to, self.manage_pending}
-        for action, button in (("rename", self.rename), ("delete", self.delete)):
+        for action, button in (("rename", self.rename), ("compact", self.compact), ("delete", self.delete)):
             button.click(
                 self._handler(self.on_manage, action), manage_inputs, outputs, show_progress="hidden"
             )
@@ -409,11 +443,8 @@ class TrainTab:
 
     def _request(self, section: StageSection, data: dict[Any, Any]) -> TrainRequest:
         form = {key: data[component] for key, component in section.form.items()}
-        numbers = {
-            key: views.parse_number(form[key], label, integer=integer)
-            for key, (label, integer) in NUMBER_FIELDS.items()
-            if key in form
-        }
+        # the library's rules, the CLI's messages (distillgan.runs.SETTINGS)
+        numbers = {key: SETTINGS[key].parse(form[key]) for key in NUMBER_FIELDS if key in form}
         train: dict[str, Any] = {k: v for k, v in numbers.items() if k != "epochs" and v is not None}
         if form.get("keep_checkpoint"):
             train["keep_checkpoint"] = True
@@ -433,7 +464,7 @@ class TrainTab:
         common: dict[str, Any] = {
             "stage": section.stage,
             "train": train,
-            "epochs": numbers.get("epochs") or None,
+            "epochs": numbers.get("epochs"),
             "recipe": form.get("recipe") or "vocoder",
             "recipe_file": Path(recipe_file).expanduser() if recipe_file else None,
             "accelerator": None if form.get("device", DEFAULT) == DEFAULT else form["device"],
@@ -470,11 +501,23 @@ class TrainTab:
         }
         job_views = {stage: job.view() if job is not None else None for stage, job in jobs.items()}
         vae_running = bool(job_views["vae"] and job_views["vae"].active)
+        # a run of this UI on the model (either stage, any tab): nothing else can start on it, and
+        # every tab shows that run instead of offering to start one (the model's lock is taken)
+        busy = any(view is not None and view.active for view in job_views.values())
+        # a live run's own total, before its first save writes it into the file
+        totals = {
+            stage: view.last.total_epochs
+            for stage, view in job_views.items()
+            if view is not None and view.active and view.last is not None and view.last.total_epochs
+        }
 
         def part(name: str, signature: Any, produce: Any) -> bool:
             now[name] = signature
             if full or seen.get(name) != signature:
-                out.update(produce())
+                for component, update in produce().items():
+                    earlier = out.get(component)  # two parts may change one component (value, lock)
+                    both = isinstance(earlier, dict) and isinstance(update, dict)
+                    out[component] = {**earlier, **update} if both else update
                 return True
             return False
 
@@ -483,24 +526,48 @@ class TrainTab:
         file_signature = _file_signature(path)
         part(
             "summary",
-            [value, file_signature],
+            [value, file_signature, totals],
             lambda: {
-                self.summary: refused or views.model_summary(state, new_model=path is None),
+                self.summary: refused or views.model_summary(state, new_model=path is None, totals=totals),
                 self.new_row: gr.update(visible=path is None and refused is None),
                 self.manage: gr.update(visible=bool(state and state.exists)),
+                self.storage: _storage_markdown(path if state and state.exists else None),
                 self.vae.start: gr.update(
                     value="Create model and train VAE" if path is None else "Train VAE"
                 ),
             },
         )
-        enabled = bool(state and state.can_train_vocoder and not vae_running)
+        manifest = state.manifest if state is not None else None
+        part(
+            "corpus",
+            [value, (manifest or {}).get("root"), len((manifest or {}).get("files") or [])],
+            lambda: self.corpus.show_model(manifest) if path is not None else self.corpus.clear(),
+        )
+        enabled = bool(state and state.can_train_vocoder and not busy)
         notice = views.vocoder_notice(state, vae_running)
         part("vocoder-notice", [notice], lambda: {self.vocoder_notice: notice})
         part("vocoder-lock", [enabled], lambda: self._vocoder_lock(enabled))
+        part("vae-lock", [busy], lambda: {self.vae.start: gr.update(interactive=not busy)})
         for stage, section in (("vae", self.vae), ("vocoder", self.vocoder)):
             view = job_views[stage]
             signature = [value, view.id, view.version] if view is not None else [value]
             part(stage, signature, lambda section=section, view=view: section.render_job(view))
+            # the form shows the settings of the run on screen (live, or saved unfinished in the file)
+            job = jobs[stage]
+            source = ["job", job.id] if job is not None else ["file", file_signature]
+            part(
+                f"{stage}-form",
+                [value, source],
+                lambda section=section, job=job: self._form_values(section, state, job),
+            )
+            confirming = view is not None and view.state == "confirming"
+            part(
+                f"{stage}-confirm",
+                [value, view.id if view is not None else None, confirming],
+                lambda section=section, view=view, confirming=confirming: self._go_ahead_dialog(
+                    section, view if confirming else None
+                ),
+            )
             # a chart redraws completely on each update: at most every CHART_REFRESH_S while running
             charts, sent_at = f"{stage}-charts", seen.get(f"{stage}-charts-at", 0.0)
             if not full and view is not None and view.active and time.monotonic() - sent_at < CHART_REFRESH_S:
@@ -519,6 +586,52 @@ class TrainTab:
         out[self.seen] = now
         return out
 
+    def _go_ahead_dialog(self, section: StageSection, view: Any) -> dict[Any, Any]:
+        """The question of a run waiting for its go-ahead (estimated over an hour), or none."""
+        if view is None:
+            return {**section.dialog.hide(), section.pending: None}
+        question = Question(
+            "start",
+            f"{view.estimate} That is over an hour: start it?",
+            (("Start the run", "start"),),
+            dismiss="Don't start",
+        )
+        return {**section.dialog.show(question), section.pending: (GO_AHEAD, view.id)}
+
+    def _form_values(self, section: StageSection, state: Any, job: Job | None) -> dict[Any, Any]:
+        """The form as the run on screen has it: a UI run's plan (its real config, epochs, recipe
+        and recipe file), else a saved unfinished run's stored config; empty (the recipe's
+        values) when there is neither."""
+        values = {key: "" for key in NUMBER_FIELDS} | {"precision": DEFAULT, "device": DEFAULT}
+        values |= {"init": DEFAULT, "recipe": "vocoder", "recipe_file": "", "keep_checkpoint": False}
+        values |= {"audio_dir": "", "accept_corpus_changes": False}
+        settings = None
+        if job is not None:
+            plan, request = job.plan, job.request
+            settings = runs.run_settings(plan.cfg, plan.epochs)
+            values |= {
+                "recipe": request.recipe,
+                "recipe_file": str(request.recipe_file or ""),
+                "device": request.accelerator or DEFAULT,
+                "audio_dir": str(request.audio_dir or ""),
+                "accept_corpus_changes": request.accept_corpus_changes,
+            }
+        elif state is not None:
+            settings = runs.saved_settings(state, section.stage)
+        if settings:
+            values |= {key: "" if value is None else value for key, value in settings.items()}
+        out: dict[Any, Any] = {}
+        for key, component in section.form.items():
+            value = values.get(key)
+            if key == "init" and value not in [c[1] for c in self._init_choices()]:
+                value = DEFAULT
+            if key == "precision" and value not in PRECISIONS:
+                value = DEFAULT
+            if key == "recipe" and value not in [c[1] for c in VOCODER_RECIPES]:
+                value = "vocoder"
+            out[component] = gr.update(value=value if isinstance(value, (bool, str)) else str(value))
+        return out
+
     def _vocoder_lock(self, enabled: bool) -> dict[Any, Any]:
         out: dict[Any, Any] = {self.vocoder.start: gr.update(interactive=enabled)}
         for component in self.vocoder.form.values():
@@ -527,17 +640,18 @@ class TrainTab:
 
     def _previews(self, path: Path | None, previews: list[views.Preview]) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
-        for i, player in enumerate(self.previews):
+        for i, (row, reference, player) in enumerate(self.preview_pairs):
             if i < len(previews):
-                out[player] = gr.update(value=str(previews[i].path), label=previews[i].label, visible=True)
+                shown = previews[i]
+                out[row] = gr.update(visible=True)
+                out[reference] = gr.update(
+                    value=str(shown.reference) if shown.reference else None, label=shown.reference_label
+                )
+                out[player] = gr.update(value=str(shown.path), label=shown.label)
             else:
-                out[player] = gr.update(value=None, visible=False)
+                out.update({row: gr.update(visible=False), reference: None, player: None})
         folder = run_dir(path) / "previews" if path is not None else None
-        out[self.previews_note] = (
-            f"Newest {len(previews)} shown; every preview is kept in `{folder}`"
-            if previews
-            else "Previews of held-out clips appear here as the vocoder trains."
-        )
+        out[self.previews_note] = views.previews_note(previews, len(self.preview_pairs), folder)
         return out
 
     # ------------------------------------------------------------------ events
@@ -549,18 +663,19 @@ class TrainTab:
         return {**self.render(value, {}, full=True), self.model: gr.update(choices=choices, value=value)}
 
     def on_select(self, value: str | None, seen: dict[str, Any]) -> dict[Any, Any]:
-        out = self.render(value, seen, full=True)
+        out: dict[Any, Any] = {}
         for section in (self.vae, self.vocoder):
             out.update(section.dialog.hide())
             out[section.message] = ""
             out[section.pending] = None
+        out.update(self.render(value, seen, full=True))  # a run waiting for its go-ahead asks again
         out.update(self.manage_dialog.hide())
         out.update({self.manage_message: "", self.manage_pending: None, self.rename_to: ""})
         return out
 
     def on_manage(self, action: str, data: dict[Any, Any]) -> dict[Any, Any]:
-        """Rename or delete: refuse at once what cannot be done (a model in use, a name taken),
-        else ask."""
+        """Rename, compact or delete: refuse at once what cannot be done (a model in use, a name
+        taken, nothing to compact), else ask."""
         new_name = (data[self.rename_to] or "").strip()
         try:
             path = self._path(data[self.model])
@@ -569,14 +684,24 @@ class TrainTab:
             if action == "rename":
                 if not new_name:
                     raise DistillganError("enter the model's new name")
+                # a model-library question has the training questions' shape: a change to confirm
                 question = Question(
+                    "replace",
                     f"Rename {library.check_rename(path, new_name)}? "
                     "Its run folder (logs and previews) moves with it.",
                     (("Rename", "rename"),),
                     dismiss="Keep the name",
                 )
+            elif action == "compact":
+                question = Question(
+                    "replace",
+                    f"Compact {library.check_compact(path)}?",
+                    (("Compact", "compact"),),
+                    dismiss="Keep it",
+                )
             else:
                 question = Question(
+                    "replace",
                     f"Delete {library.check_delete(path)}? This cannot be undone.",
                     (("Delete", "delete"),),
                     dismiss="Keep it",
@@ -606,6 +731,10 @@ class TrainTab:
             if action == "rename":
                 value = model_name(library.rename_model(path, new_name))
                 done = f"Renamed model '{model_name(path)}' to '{value}'."
+            elif action == "compact":
+                freed = library.compact_model(path)
+                value = model_name(path)
+                done = f"Compacted model '{value}': {library.size_text(freed)} freed."
             else:
                 library.delete_model(path)
                 value = None
@@ -632,11 +761,25 @@ class TrainTab:
         pending = data[section.pending]
         if not pending:
             return section.dialog.hide()
+        if pending[0] == GO_AHEAD:  # a prepared run waits for it
+            path = self._path(data[self.model])
+            if path is not None:
+                self.manager.confirm(path, section.stage, pending[1])
+            out = {**section.dialog.hide(), section.pending: None, section.message: ""}
+            return {**out, **self.render(data[self.model], data[self.seen])}
         request, question = pending
         return self._submit(section, request.answer(question.options[index][1]), data)
 
     def on_dismiss(self, section: StageSection, data: dict[Any, Any]) -> dict[Any, Any]:
-        return {**section.dialog.hide(), section.pending: None, section.message: "Nothing was changed."}
+        out = {**section.dialog.hide(), section.pending: None, section.message: "Nothing was changed."}
+        pending = data[section.pending]
+        if pending and pending[0] == GO_AHEAD:  # the prepared run ends untouched
+            path = self._path(data[self.model])
+            if path is not None:
+                self.manager.cancel(path, section.stage)
+            out.update(self.render(data[self.model], data[self.seen]))
+            out.update({section.dialog.group: gr.update(visible=False), section.pending: None})
+        return out
 
     def on_cancel(self, section: StageSection, data: dict[Any, Any]) -> dict[Any, Any]:
         try:
@@ -658,9 +801,8 @@ class TrainTab:
             return {**section.dialog.show(outcome), section.pending: (request, outcome), section.message: ""}
         assert isinstance(outcome, Job)
         value = model_name(request.model_path)
-        out = self.render(value, data[self.seen])
-        out.update(section.dialog.hide())
-        out.update({section.pending: None, section.message: ""})
+        out = {**section.dialog.hide(), section.pending: None, section.message: ""}
+        out.update(self.render(value, data[self.seen]))  # the run's own state wins (e.g. its go-ahead)
         if value != data[self.model]:
             out[self.model] = gr.update(choices=self._choices(), value=value)
         return out

@@ -7,39 +7,34 @@ Pure functions of a :class:`~distillgan.ui.jobs.JobView` or a
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import soundfile as sf
 
-from distillgan.audio import format_duration
+from distillgan.callbacks.previews import PREVIEW_RE, reference_name
+from distillgan.corpus import format_duration
+from distillgan.data import HOLD_OUT_FILES_FROM
 from distillgan.errors import ConfigError
+from distillgan.lightning_modules.hifigan import PREVIEW_SECONDS
+from distillgan.progress import TABLE, checkpoint_saved, epochs_done, labelled, saved_epochs
 from distillgan.ui.jobs import JobView, ModelState
 from distillgan.vocoders.hifigan import describe_held_out
 
 CHART_POINTS = 400  # per series; older history is thinned for drawing, not dropped
 
-# (metric key, series label) per chart
-VAE_CHART = (("train/recon", "Training"), ("val/recon", "Held-out"))
-# G's adversarial term against D's loss: both LSGAN sums on one scale. The total G loss is
-# dominated by 45 x mel error, which has its own chart.
-LOSS_CHART = (("train/adv", "Generator (G, adversarial)"), ("train/d_loss", "Discriminator (D)"))
-MEL_CHART = (("train/mel_l1", "Training"), ("val/mel_l1", "Held-out"))
-
-STATS = {
-    "vae": (("train/loss", "Loss"), ("train/recon", "Reconstruction"), ("val/recon", "Held-out recon.")),
-    "vocoder": (
-        ("train/g_loss", "G loss"),
-        ("train/d_loss", "D loss"),
-        ("train/mel_l1", "Mel error"),
-        ("val/mel_l1", "Held-out mel error"),
-    ),
-}
+# (metric key, series label) per chart; every label comes from progress.METRICS, as in the CLI
+VAE_CHART = labelled(("train/recon", "val/recon"))
+# G's adversarial term against D's loss: both LSGAN sums on one scale. The weighted G total is
+# dominated by 45 x mel L1, which has its own chart.
+LOSS_CHART = labelled(("train/adv", "train/d_loss"))
+MEL_CHART = labelled(("train/mel_l1", "val/mel_l1"))
+# the stats table: the CLI's table, same figures, same labels
+STATS = {stage: labelled(keys) for stage, keys in TABLE.items()}
 STAGE_NAMES = {"vae": "VAE", "vocoder": "Vocoder"}
 STAGE_OBJECTS = {"vae": "the VAE", "vocoder": "the vocoder"}
-PREVIEW_RE = re.compile(r"epoch-(\d+)_clip-(\d+)\.wav$")
 
 
 def _number(value: float) -> str:
@@ -51,11 +46,11 @@ def _stats_table(view: JobView) -> str:
     if event is None:
         return ""
     metrics = event.metrics
-    epoch, step, total_epochs = event.epoch, event.step, event.total_epochs
+    done, step, total_epochs = event.epochs_done, event.step, event.total_epochs
     if view.result is not None:  # where the run really stopped, as saved
-        epoch, step, total_epochs = view.result.epoch, view.result.steps, view.result.total_epochs
-    headers = ["Epoch", "Step"]
-    cells = [f"{epoch} / {total_epochs}", f"{step} / {event.total_steps or '?'}"]
+        done, step, total_epochs = view.result.epochs_completed, view.result.steps, view.result.total_epochs
+    headers = ["Progress", "Step"]
+    cells = [epochs_done(done, total_epochs), f"{step} / {event.total_steps or '?'}"]
     for key, label in STATS[view.stage]:
         headers.append(label)
         cells.append(_number(metrics[key]) if key in metrics else "—")
@@ -69,9 +64,9 @@ def saved_line(view: JobView) -> str:
     """The cancel message, from the checkpoint that was really written ("" before any save)."""
     result = view.result
     if result is not None and result.status != "complete":
-        return f"Checkpoint saved at epoch {result.epoch}. Resume anytime."
+        return checkpoint_saved(result.epochs_completed)
     if view.saved is not None and view.saved.message != "complete":
-        return f"Checkpoint saved at epoch {view.saved.epoch}. Resume anytime."
+        return checkpoint_saved(view.saved.epochs_done)
     return ""
 
 
@@ -82,6 +77,8 @@ def status_markdown(view: JobView | None) -> str:
     stage = STAGE_NAMES[view.stage]
     if view.state == "preparing":
         head = "**Preparing** — loading the corpus and the recipe…"
+    elif view.state == "confirming":
+        head = "**Waiting for your go-ahead** — this run is estimated to take over an hour."
     elif view.state == "running" and view.cancel_requested:
         head = "**Cancelling** — saving a checkpoint…"
     elif view.state == "running":
@@ -137,71 +134,130 @@ def chart_frame(view: JobView | None, series: tuple[tuple[str, str], ...]) -> pd
 
 @dataclass(frozen=True)
 class Preview:
+    """One clip of the newest previewed epoch, with the original it renders, for A/B."""
+
     path: Path
     epoch: int
     clip: int
     mtime_ns: int
+    reference: Path | None  # the held-out original (``reference_clip-K.wav``), when on disk
+    seconds: float | None  # None when the file cannot be read (e.g. being written)
 
     @property
     def label(self) -> str:
         return f"Epoch {self.epoch} · clip {self.clip}"
 
+    @property
+    def reference_label(self) -> str:
+        return f"Reference · clip {self.clip}"
 
-def recent_previews(folder: Path, count: int = 3) -> list[Preview]:
-    """The newest preview WAVs on disk (newest first); every preview stays in ``folder``."""
+
+def recent_previews(folder: Path) -> list[Preview]:
+    """The newest epoch's previews on disk, in clip order, each with its reference: the epoch of
+    the most recently written preview (every earlier one stays in ``folder``)."""
     found = []
     try:
         entries = list(folder.iterdir())
     except OSError:
         return []
     for path in entries:
-        match = PREVIEW_RE.search(path.name)
+        match = PREVIEW_RE.match(path.name)
         if match:
             try:
                 mtime = path.stat().st_mtime_ns
             except OSError:
                 continue
             found.append((mtime, int(match[1]), int(match[2]), path))
-    found.sort(key=lambda item: (item[0], item[1], -item[2]), reverse=True)
-    return [Preview(path, epoch, clip, mtime) for mtime, epoch, clip, path in found[:count]]
+    if not found:
+        return []
+    newest = max(found)[1]
+    out = []
+    for mtime, epoch, clip, path in sorted(item for item in found if item[1] == newest):
+        reference: Path | None = folder / reference_name(clip)
+        if not reference.is_file():
+            reference = None
+        out.append(Preview(path, epoch, clip, mtime, reference, _seconds(path)))
+    return sorted(out, key=lambda p: p.clip)
 
 
-def model_summary(state: ModelState | None, *, new_model: bool = False) -> str:
-    """One short paragraph on what the selected model holds."""
+def _seconds(path: Path) -> float | None:
+    try:
+        return sf.info(str(path)).duration
+    except (OSError, RuntimeError):  # soundfile raises RuntimeError for a file it cannot parse
+        return None
+
+
+def previews_note(previews: list[Preview], shown: int, folder: Path | None) -> str:
+    """Under the preview players: what they are, what is not shown, where every file is."""
+    if not previews:
+        return "Previews of held-out audio appear here as the vocoder trains, each beside its original."
+    lines = [
+        f"Epoch {previews[0].epoch}: each held-out clip as the vocoder renders it, beside the original "
+        f"(reference). Every preview is kept in `{folder}`."
+    ]
+    if len(previews) > shown:
+        lines.append(f"{len(previews) - shown} more clips of this epoch are in that folder.")
+    seconds = [p.seconds for p in previews if p.seconds is not None]
+    if seconds and min(seconds) < PREVIEW_SECONDS - 0.05:
+        lines.append(
+            f"These clips are {min(seconds):.2f} s: all the held-out audio this corpus and recipe give "
+            "(clips cut from the ends of training files, `val_clip_seconds` long; a corpus of "
+            f"{HOLD_OUT_FILES_FROM} or more files previews {PREVIEW_SECONDS:g} s of its held-out files)."
+        )
+    return "  \n".join(lines)
+
+
+def model_summary(
+    state: ModelState | None, *, new_model: bool = False, totals: dict[str, int] | None = None
+) -> str:
+    """One short paragraph on what the selected model holds; ``totals``: the epochs of the stages'
+    live runs, which count before their first save writes them."""
     if new_model or state is None:
         return "A new model learns from a folder of 5–500 sound files (WAV, FLAC, OGG, MP3, AIFF)."
     if state.error:
         return f"⚠ {state.error}"
     if not state.exists:
         return f"Model **{state.name}** has no file yet: it is written at the VAE's first checkpoint."
-    parts = [f"**{state.name}** — {vae_line(state)}", vocoder_line(state)]
+    totals = totals or {}
+    parts = [
+        f"**{state.name}** — {vae_line(state, totals.get('vae'))}",
+        vocoder_line(state, totals.get("vocoder")),
+    ]
     if state.manifest:
         files = state.manifest.get("files") or []
         parts.append(f"Corpus: `{state.manifest.get('root', '?')}` ({len(files)} files)")
     return " · ".join(parts)
 
 
-def vae_line(state: ModelState) -> str:
+def _unfinished(stage: str, saved: dict[str, Any], total: int | None) -> str:
+    """An unfinished run's count: the epochs saved, of the live run's total when one runs (a
+    resumed run may end elsewhere than the run it continues)."""
+    done, stored_total = saved_epochs(stage, saved)
+    return epochs_done(done, total or stored_total)
+
+
+def vae_line(state: ModelState, total: int | None = None) -> str:
     summary = state.vae_summary
     if summary is None:
         return "no VAE yet"
     if summary.get("status") == "complete":
-        return f"VAE trained ({summary.get('epochs_completed', '?')} epochs)"
-    return f"VAE unfinished (epoch {summary.get('epoch', '?')} of {summary.get('total_epochs', '?')})"
+        return f"VAE trained ({epochs_done(*saved_epochs('vae', summary))})"
+    return f"VAE unfinished ({_unfinished('vae', summary, total)})"
 
 
-def vocoder_line(state: ModelState) -> str:
+def vocoder_line(state: ModelState, total: int | None = None) -> str:
     vocoder = state.vocoder
     if vocoder is None:
         return "no per-model vocoder yet"
     if vocoder.get("status") == "complete":
-        line = f"vocoder trained ({vocoder.get('epochs', '?')} epochs, from {vocoder.get('started_from', 'scratch')})"
+        done = epochs_done(*saved_epochs("vocoder", vocoder))
+        line = f"vocoder trained ({done}, from {vocoder.get('started_from', 'scratch')})"
         best = vocoder.get("val_mel_l1_best")
         if isinstance(best, (int, float)):
             where = describe_held_out(vocoder.get("held_out_files"))
             line += f": held-out mel error {best:.3g} on {where}, epoch {vocoder.get('best_epoch', '?')} kept"
         return line
-    return f"vocoder unfinished (epoch {vocoder.get('epoch', '?')} of {vocoder.get('total_epochs', '?')})"
+    return f"vocoder unfinished ({_unfinished('vocoder', vocoder, total)})"
 
 
 def vocoder_notice(state: ModelState | None, vae_running: bool) -> str:
@@ -213,7 +269,7 @@ def vocoder_notice(state: ModelState | None, vae_running: bool) -> str:
     summary = state.vae_summary
     if summary is not None and not state.vae_complete:
         return (
-            f"The VAE is unfinished (epoch {summary.get('epoch', '?')} of {summary.get('total_epochs', '?')}): "
+            f"The VAE is unfinished ({epochs_done(*saved_epochs('vae', summary))}): "
             "resume it to the end; this section unlocks when it is trained."
         )
     if not state.can_train_vocoder:

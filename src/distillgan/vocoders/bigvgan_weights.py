@@ -5,6 +5,11 @@ the repository's 1+ GB discriminator/optimizer file is never touched. The files 
 folder the user names, else from the standard Hugging Face cache, downloading them there once.
 Hub settings (``HF_HUB_OFFLINE``, ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``) are read on
 every call rather than at import, so a long-running UI and the tests can change them.
+
+:func:`bigvgan_availability` says, without downloading, whether BigVGAN-v2 can be had and from
+where, so front ends can mark it unavailable before anyone chooses it. When it cannot, the
+reason is a :class:`BigVGANUnavailableError`, whose message names the way to give a folder in
+the words of the front end that shows it (:func:`worded`).
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from huggingface_hub import constants as hub_constants
@@ -30,10 +37,14 @@ REPO_ID = "nvidia/bigvgan_v2_44khz_128band_512x"
 REPO_URL = f"https://huggingface.co/{REPO_ID}"
 FILES = ("config.json", "bigvgan_generator.pt")
 LOCAL_DIR_ENV = "DISTILLGAN_BIGVGAN_DIR"
+FOLDER_FIELD = "BigVGAN folder"  # the UI's field that does what the CLI's --bigvgan-dir does
 
 # One HEAD request decides whether the hub answers at all. Without it huggingface_hub retries
 # an unreachable host with back-off for ~25 s before giving up.
 PROBE_TIMEOUT_S = 5.0
+# How long an answer of that HEAD request stands for the availability shown in lists (the UI
+# asks on every page load and model change); a download always asks afresh.
+HUB_CHECK_TTL_S = 60.0
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(filename, done_bytes, total_bytes)``; ``total_bytes`` is 0 while unknown.
@@ -41,10 +52,97 @@ ProgressCallback = Callable[[str, int, int], None]
 Called at the start and after each downloaded chunk (10 MB), possibly from a downloader thread.
 """
 
-_MANUAL_HINT = (
-    f"or download config.json and bigvgan_generator.pt from {REPO_URL} into a folder "
-    f"and pass --bigvgan-dir DIR (or set {LOCAL_DIR_ENV})"
-)
+FrontEnd = Literal["cli", "ui"]
+
+# The manual route, in each front end's words: one message, the way to name a folder differs.
+_MANUAL_ROUTE: dict[str, str] = {
+    "cli": f"pass --bigvgan-dir DIR (or set {LOCAL_DIR_ENV})",
+    "ui": f'enter it as "{FOLDER_FIELD}" (Generate tab, Advanced)',
+}
+
+
+class BigVGANUnavailableError(VocoderUnavailableError):
+    """BigVGAN-v2 cannot be had here: ``problem`` (why), then the manual route (download the two
+    files into a folder and name it) in the words of a front end, then ``then`` (an alternative
+    the caller adds). ``str()`` is the CLI's wording (the library's default), :meth:`worded`
+    any front end's."""
+
+    def __init__(self, problem: str, then: str = "") -> None:
+        self.problem = problem
+        self.then = then
+        super().__init__(self.worded("cli"))
+
+    def worded(self, front_end: FrontEnd) -> str:
+        route = (
+            f"or download config.json and bigvgan_generator.pt from {REPO_URL} into a folder "
+            f"and {_MANUAL_ROUTE[front_end]}"
+        )
+        return f"{self.problem}, {route}{self.then}"
+
+    def followed_by(self, then: str) -> BigVGANUnavailableError:
+        return BigVGANUnavailableError(self.problem, self.then + then)
+
+
+def worded(error: BaseException, front_end: FrontEnd) -> str:
+    """An error's one line in ``front_end``'s words (only BigVGAN's route differs by front end)."""
+    return error.worded(front_end) if isinstance(error, BigVGANUnavailableError) else str(error)
+
+
+@dataclass(frozen=True)
+class BigVGANAvailability:
+    """Where BigVGAN-v2 would come from now, or why it cannot be had."""
+
+    source: Literal["folder", "cache", "download"] | None  # None: unavailable
+    folder: Path | None = None  # the folder it is read from (source "folder", or a bad folder)
+    problem: VocoderUnavailableError | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.problem is None
+
+    def describe(self, front_end: FrontEnd) -> str:
+        """One line for people: where it comes from, or why it is unavailable."""
+        if self.problem is not None:
+            return worded(self.problem, front_end)
+        if self.source == "folder":
+            return f"BigVGAN-v2 is read from {self.folder}."
+        if self.source == "cache":
+            return "BigVGAN-v2 is in the Hugging Face cache."
+        return "BigVGAN-v2 (~490 MB) is downloaded once, on first use."
+
+
+def _named_folder(local_dir: str | Path | None) -> tuple[Path, str] | None:
+    """The folder the caller (else ``$DISTILLGAN_BIGVGAN_DIR``) names, with where the name came from."""
+    if local_dir is not None and str(local_dir).strip():
+        return Path(local_dir).expanduser(), ""
+    env_dir = os.environ.get(LOCAL_DIR_ENV, "").strip()
+    if env_dir:
+        return Path(env_dir).expanduser(), f" (from {LOCAL_DIR_ENV})"
+    return None
+
+
+def bigvgan_availability(local_dir: str | Path | None = None) -> BigVGANAvailability:
+    """Whether BigVGAN-v2 can be had, decided without downloading anything.
+
+    A named folder (``local_dir``, else ``$DISTILLGAN_BIGVGAN_DIR``) is checked on disk, the hub
+    cache without network. Otherwise it is "downloadable" when the hub is not switched off
+    (``HF_HUB_OFFLINE``) and answers one HEAD request for ``config.json`` within
+    :data:`PROBE_TIMEOUT_S`: the request a download starts with, so the answer is honest, and
+    cheap because a refused connection or failed name lookup answers at once and the answer is
+    kept for :data:`HUB_CHECK_TTL_S` (a download itself always asks afresh).
+    """
+    named = _named_folder(local_dir)
+    if named is not None:
+        folder, source = named
+        try:
+            _files_in_folder(folder, source)
+        except VocoderUnavailableError as error:
+            return BigVGANAvailability(None, folder, error)
+        return BigVGANAvailability("folder", folder)
+    if _cached_files() is not None:
+        return BigVGANAvailability("cache")
+    problem = _download_problem(fresh=False)
+    return BigVGANAvailability("download" if problem is None else None, problem=problem)
 
 
 def locate_bigvgan_files(
@@ -59,30 +157,23 @@ def locate_bigvgan_files(
     Otherwise the hub cache is tried without network, then the files are downloaded, reporting
     bytes to ``progress``. Raises :class:`VocoderUnavailableError` with one actionable line.
     """
-    if local_dir is not None:
-        return _files_in_folder(Path(local_dir).expanduser(), source="")
-    env_dir = os.environ.get(LOCAL_DIR_ENV, "").strip()
-    if env_dir:
-        return _files_in_folder(Path(env_dir).expanduser(), source=f" (from {LOCAL_DIR_ENV})")
-
+    named = _named_folder(local_dir)
+    if named is not None:
+        return _files_in_folder(*named)
     cached = _cached_files()
     if cached is not None:
         return cached
     if not allow_download:
-        raise VocoderUnavailableError(
-            "BigVGAN-v2 weights are not downloaded yet: they are fetched once (~490 MB) when first needed, "
-            f"{_MANUAL_HINT}"
+        raise BigVGANUnavailableError(
+            "BigVGAN-v2 weights are not downloaded yet: they are fetched once (~490 MB) when first needed"
         )
-    if _hub_offline():
-        raise VocoderUnavailableError(
-            "BigVGAN-v2 weights are not cached and HF_HUB_OFFLINE is set: unset it and connect once "
-            f"to download them (~490 MB), {_MANUAL_HINT}"
-        )
-    _probe_hub()
+    problem = _download_problem(fresh=True)
+    if problem is not None:
+        raise problem
     return _download(progress)
 
 
-def _files_in_folder(folder: Path, source: str) -> tuple[Path, Path]:
+def _files_in_folder(folder: Path, source: str = "") -> tuple[Path, Path]:
     if not folder.is_dir():
         raise VocoderUnavailableError(
             f"BigVGAN-v2 folder {folder}{source} does not exist: it must hold config.json and "
@@ -128,22 +219,52 @@ def _cached_files() -> tuple[Path, Path] | None:
     return paths[0], paths[1]
 
 
-def _probe_hub() -> None:
-    """Fail within seconds, with the manual route spelled out, when the hub cannot be reached."""
-    url = hf_hub_url(REPO_ID, FILES[0], endpoint=_hub_endpoint())
+def check_hub(endpoint: str) -> BigVGANUnavailableError | None:
+    """None when the hub at ``endpoint`` answers a HEAD request for ``config.json``, else why not.
+
+    The one place that reaches the network to decide availability; tests replace it.
+    """
+    url = hf_hub_url(REPO_ID, FILES[0], endpoint=endpoint)
     try:
         get_hf_file_metadata(url, timeout=PROBE_TIMEOUT_S)
     except HfHubHTTPError as error:
-        raise VocoderUnavailableError(
-            f"the Hugging Face hub refused {url} ({_first_line(error)}): try again later, {_MANUAL_HINT}"
-        ) from error
-    except Exception as error:
+        return BigVGANUnavailableError(
+            f"BigVGAN-v2 is unavailable: the Hugging Face hub refused {url} ({_first_line(error)}); "
+            "try again later"
+        )
+    except Exception:
         # The connection-layer exception types differ between huggingface_hub versions (requests,
         # httpx, httpx2), so anything that is not an HTTP answer means "no route to the hub".
-        raise VocoderUnavailableError(
-            "BigVGAN-v2 weights are not cached and the Hugging Face hub is unreachable: connect once "
-            f"to download them (~490 MB), {_MANUAL_HINT}"
-        ) from error
+        return BigVGANUnavailableError(
+            "BigVGAN-v2 is unavailable: its weights are not cached and the Hugging Face hub is "
+            "unreachable; connect once to download them (~490 MB)"
+        )
+    return None
+
+
+_hub_checks: dict[str, tuple[float, BigVGANUnavailableError | None]] = {}
+_hub_checks_lock = threading.Lock()
+
+
+def _download_problem(*, fresh: bool) -> BigVGANUnavailableError | None:
+    """Why the weights cannot be downloaded now (hub switched off or not answering), or None.
+
+    ``fresh`` asks the hub now; otherwise an answer younger than :data:`HUB_CHECK_TTL_S` stands.
+    """
+    if _hub_offline():
+        return BigVGANUnavailableError(
+            "BigVGAN-v2 is unavailable: its weights are not cached and HF_HUB_OFFLINE is set; "
+            "unset it and connect once to download them (~490 MB)"
+        )
+    endpoint = _hub_endpoint()
+    with _hub_checks_lock:
+        checked = _hub_checks.get(endpoint)
+    if not fresh and checked is not None and time.monotonic() - checked[0] < HUB_CHECK_TTL_S:
+        return checked[1]
+    problem = check_hub(endpoint)
+    with _hub_checks_lock:
+        _hub_checks[endpoint] = (time.monotonic(), problem)
+    return problem
 
 
 def _download(progress: ProgressCallback | None) -> tuple[Path, Path]:
@@ -159,13 +280,13 @@ def _download(progress: ProgressCallback | None) -> tuple[Path, Path]:
                 tqdm_class=bar_class,
             )
         except LocalEntryNotFoundError as error:
-            raise VocoderUnavailableError(
+            raise BigVGANUnavailableError(
                 f"the Hugging Face hub stopped answering while fetching BigVGAN-v2 {filename}: "
-                f"run again to retry, {_MANUAL_HINT}"
+                "run again to retry"
             ) from error
         except HfHubHTTPError as error:
-            raise VocoderUnavailableError(
-                f"cannot download BigVGAN-v2 {filename} from {REPO_URL} ({_first_line(error)}), {_MANUAL_HINT}"
+            raise BigVGANUnavailableError(
+                f"cannot download BigVGAN-v2 {filename} from {REPO_URL} ({_first_line(error)})"
             ) from error
         except OSError as error:
             raise VocoderUnavailableError(
@@ -174,9 +295,8 @@ def _download(progress: ProgressCallback | None) -> tuple[Path, Path]:
             ) from error
         except Exception as error:
             # A transfer that dies after huggingface_hub's own retries surfaces as a transport error.
-            raise VocoderUnavailableError(
-                f"downloading BigVGAN-v2 {filename} failed ({_first_line(error)}): run again to retry, "
-                f"{_MANUAL_HINT}"
+            raise BigVGANUnavailableError(
+                f"downloading BigVGAN-v2 {filename} failed ({_first_line(error)}): run again to retry"
             ) from error
         paths.append(Path(path))
     return paths[0], paths[1]
