@@ -374,6 +374,12 @@ def _fade_ends(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return audio
 
 
+def finish_clip(audio: np.ndarray) -> np.ndarray:
+    """A 44.1 kHz clip finished for listening as every generated clip is: no offset or sub-audio
+    drift, and fades at both ends (training previews; a vocoder's DC offset would click)."""
+    return _fade_ends(_remove_dc(audio) if audio.size > 1 else audio, SAMPLE_RATE)
+
+
 def _loudness(audio: np.ndarray, sample_rate: int) -> float | None:
     """Integrated loudness in LUFS (BS.1770), or None: shorter than one 400 ms block, or silent."""
     if len(audio) < LOUDNESS_BLOCK_S * sample_rate:

@@ -67,6 +67,8 @@ def test_one_run_reports_progress_and_previews_the_same_held_out_clips(
         assert rate == 44_100 and reference.shape == preview.shape == clip.shape
         np.testing.assert_allclose(reference, clip.numpy(), atol=1 / 32768 + 1e-6)
         assert np.abs(preview).max() > 0  # the vocoder's rendering, not silence
+        # finished as generated clips are: starts and ends at zero, no DC offset
+        assert preview[0] == preview[-1] == 0 and abs(preview.mean()) < 10 ** (-60 / 20)
 
     tensorboard = EventAccumulator(str(result.log_dir), size_guidance={AUDIO: 0})
     tensorboard.Reload()

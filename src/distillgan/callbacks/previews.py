@@ -11,6 +11,7 @@ import lightning as L
 import torch
 
 from distillgan.audio import write_audio
+from distillgan.generation import finish_clip
 from distillgan.mel import SAMPLE_RATE, log_mel_spectrogram
 from distillgan.progress import ProgressEvent, ProgressListener
 
@@ -155,7 +156,8 @@ class AudioPreviews(L.Callback):
             self._references_written = True
         for i, clip in enumerate(audio, start=1):
             path = self.folder / preview_name(epoch, i)
-            write_audio(path, clip.clamp(-1, 1).numpy(), SAMPLE_RATE)
+            # finished like a generated clip (DC-free, faded ends); the references stay as they are
+            write_audio(path, finish_clip(clip.clamp(-1, 1).float().cpu().numpy()), SAMPLE_RATE)
             self.written.append(path)
             if logs_audio:
                 experiment.add_audio(
