@@ -97,7 +97,7 @@ def test_auto_does_not_prefer_a_cancelled_few_epoch_vocoder(tmp_path: Path, offl
     status = vocoder_status(path)
     assert status.has_hifigan and not status.hifigan_ready and status.hifigan_epochs == 5
     assert status.auto_choice == "bigvgan"
-    assert "(5 of 50 epochs) is not good enough yet, held-out mel error 1.7" in status.auto_reason
+    assert "(5 of 50 epochs done) is not good enough yet, held-out mel error 1.7" in status.auto_reason
     assert status.hifigan_warning == "Trained for 5 epochs — quality may be limited"
     badge = generate(path, duration_s=1.0).badge
     assert badge.vocoder == "bigvgan" and badge.reason == status.auto_reason and badge.warning is None

@@ -51,6 +51,7 @@ from distillgan.errors import ConfigError, DistillganError, ModelFileError, Voco
 from distillgan.mel import HOP_LENGTH, N_FFT, SAMPLE_RATE, log_mel_spectrogram
 from distillgan.modelfile import model_name, open_model
 from distillgan.networks.vae import MelVAE, decode_trajectory, latent_trajectory
+from distillgan.progress import epochs_done
 from distillgan.vocoders.base import Vocoder
 from distillgan.vocoders.bigvgan import BigVGANVocoder, load_bigvgan_vocoder
 from distillgan.vocoders.bigvgan_weights import BigVGANUnavailableError
@@ -190,9 +191,9 @@ def _status_from_info(info: HiFiGANInfo | None) -> VocoderStatus:
     elif info.bigvgan_val_mel_l1 is not None:
         reason = f"BigVGAN-v2 renders this model better: {info.comparison()}"
     else:
-        of_total = f" of {info.total_epochs}" if info.total_epochs and not info.complete else ""
+        trained = epochs_done(info.epochs, None if info.complete else info.total_epochs)
         reason = (
-            f"the model's own vocoder ({info.epochs}{of_total} epochs) is not good enough yet, "
+            f"the model's own vocoder ({trained}) is not good enough yet, "
             f"{info.comparison()}, above {GOOD_MEL_L1}: the universal BigVGAN-v2 is used"
         )
     return VocoderStatus(
