@@ -47,8 +47,10 @@ MIN_CROP = 4 * HOP_LENGTH  # the shortest crop a vocoder recipe allows
 # The UI asks before starting a run estimated longer than this (seconds).
 ASK_ABOVE_S = 3600.0
 # On a CPU a measured vocoder step holds at most this many audio samples (batch x crop), a
-# measured VAE step at most this many chunks; the time is scaled to the run's step.
-CPU_MEASURE_SAMPLES = 4096
+# measured VAE step at most this many chunks; the time is scaled to the run's step. The quick
+# recipe's whole step (4 x 4096): measured at a quarter and scaled up, per-step overheads made
+# its estimate 2.7x too long (13 min 24 s for a 5-minute run).
+CPU_MEASURE_SAMPLES = 16384
 CPU_MEASURE_BATCH = 4
 # Steps timed per kind (warm-up, adversarial), each after one untimed step of one-time costs.
 TIMED_STEPS = 1
