@@ -285,32 +285,13 @@ class GenerateTab:
     ) -> list[Any]:
         """The Generate and Retry buttons: audio, badge, error and retry updates, then the "Reuse
         seed" button and the seed it reuses (hidden and None when the generation failed)."""
-        outputs, used = self._generate(
-            value, seed, duration, sample_rate, bit_depth, choice, loudness, folder, progress
-        )
-        if used is None:
-            return [*outputs, gr.update(visible=False), None]
-        return [*outputs, gr.update(value=f"Reuse seed {used}", visible=True), used]
-
-    def _generate(
-        self,
-        value: str | None,
-        seed: Any,
-        duration: float,
-        sample_rate: int,
-        bit_depth: str,
-        choice: str,
-        loudness: str | None,
-        folder: str | None,
-        progress: Any,
-    ) -> tuple[list[Any], int | None]:
         try:
             path = self._path(value)
             loudness_lufs = parse_number(loudness, "Loudness")
         except DistillganError as exc:
-            return self._failed(str(exc), retry=False), None
+            return self._failed(str(exc), retry=False)
         if path is None:
-            return self._failed("Pick a model first: train one in the Train tab.", retry=False), None
+            return self._failed("Pick a model first: train one in the Train tab.", retry=False)
 
         # Gradio finds this page's progress bar through context variables, and the download may
         # report from a thread of its own: every report runs in a copy of this handler's context.
@@ -339,15 +320,25 @@ class GenerateTab:
             out = write_take(out_dir, value, generation)
         except DistillganError as exc:
             # a vocoder that cannot be had now may be later (a download, a folder): offer Retry
-            return self._failed(worded(exc, "ui"), retry=isinstance(exc, VocoderUnavailableError)), None
-        outputs = [
+            return self._failed(worded(exc, "ui"), retry=isinstance(exc, VocoderUnavailableError))
+        used = generation.badge.seed
+        return [
             str(out),
             badge_markdown(generation.badge, out),
             gr.update(value="", visible=False),
             gr.update(visible=False),
+            gr.update(value=f"Reuse seed {used}", visible=True),
+            used,
         ]
-        return outputs, generation.badge.seed
 
     @staticmethod
     def _failed(message: str, *, retry: bool) -> list[Any]:
-        return [None, "", gr.update(value=f"⚠ {message}", visible=True), gr.update(visible=retry)]
+        # no result, so no seed to reuse
+        return [
+            None,
+            "",
+            gr.update(value=f"⚠ {message}", visible=True),
+            gr.update(visible=retry),
+            gr.update(visible=False),
+            None,
+        ]
