@@ -13,8 +13,8 @@ cap of 8 minutes of wall time per vocoder run. One run trains a VAE on the corpu
   recipe used before the prior (tuned for a start from scratch: lr 1e-3, 828 warm-up steps).
 
 For each it prints, on the held-out sounds (never trained on): log-mel L1, multi-resolution
-STFT distance (auraloss defaults), the frame-rate comb excess (``evaluation.comb_share_db``: an
-under-trained vocoder buzzes at 86.1 Hz harmonics), the level error per band in dB (mean |error|, and the
+STFT distance (auraloss defaults), the frame-rate comb excess (``evaluation.comb_share_db``: on
+steady partials the generator buzzes at 86.1 Hz harmonics, ``benchmarks/steady_tones.py``), the level error per band in dB (mean |error|, and the
 worst clip's signed error, over clips where the band holds at least 1 % of the energy), the
 VAE round trip (mel -> VAE -> vocoder, against the original) and wall time and generator steps.
 ``--vae-aware F`` adds a third run from the prior with ``train.vae_aware_fraction=F``.

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.robustness
 
 from distillgan.errors import DistillganError
 from distillgan.generation import load_vae
-from distillgan.modelfile import open_model
+from distillgan.modelfile import open_model, vocoder_record
 from tests.robustness.harness import (
     TINY_VAE,
     TINY_VOCODER,
@@ -55,7 +55,7 @@ def saved_epochs(stage: str, model: Path) -> int:
     """Epochs the model file holds for ``stage`` (a finished run's too)."""
     if stage == "vocoder":
         reader = open_model(model)
-        return int(reader.attrs("vocoder")["epochs"]) if reader.has("vocoder") else 0
+        return (vocoder_record(reader).epochs_completed or 0) if reader.has("vocoder") else 0
     return vae_summary(model)["epochs_completed"] if model.exists() else 0
 
 

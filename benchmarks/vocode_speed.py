@@ -70,9 +70,9 @@ def write_default_model(path: Path) -> Path:
     from distillgan.config import VAEConfig
     from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
     from distillgan.lightning_modules.vae import VAEModule
-    from distillgan.modelfile import ModelLock, write_model
+    from distillgan.modelfile import ModelLock, StageRecord, write_model
 
-    progress = {"status": "complete", "epoch": 1, "epochs_completed": 1, "total_epochs": 1, "steps": 1}
+    progress = StageRecord(status="complete", epoch=1, epochs_completed=1, total_epochs=1, steps=1)
     sections = {
         **VAEModule(VAEConfig()).model_file_sections(progress),
         **HiFiGANModule(load_vocoder_config()).model_file_sections(progress),

@@ -44,10 +44,10 @@ def vae_model(tiny_corpus: Path, models_dir: Path) -> Path:
     from distillgan.config import load_vae_config
     from distillgan.corpus import build_manifest, load_corpus
     from distillgan.lightning_modules.vae import VAEModule
-    from distillgan.modelfile import ModelLock, Section, write_model
+    from distillgan.modelfile import ModelLock, Section, StageRecord, write_model
 
     cfg = load_vae_config(None, {"model": {"latent_dim": 4, "channels": [16, 16]}, "train": {"epochs": 1}})
-    progress = {"status": "complete", "epoch": 1, "epochs_completed": 1, "total_epochs": 1, "steps": 1}
+    progress = StageRecord(status="complete", epoch=1, epochs_completed=1, total_epochs=1, steps=1)
     sections = VAEModule(cfg).model_file_sections(progress)
     sections["dataset"] = Section(attrs={"manifest": build_manifest(load_corpus(tiny_corpus))})
     path = models_dir / "tiny.distillgan"

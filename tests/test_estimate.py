@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from distillgan import estimate as estimate_module
 from distillgan.config import load_vae_config
 from distillgan.corpus import load_corpus
 from distillgan.estimate import (
     ASK_ABOVE_S,
+    TIMED_ABOVE_STEPS,
     RunEstimate,
     RunLength,
     estimate_run,
@@ -28,8 +30,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = TrainerOptions(accelerator="cpu")
 
 
+@pytest.fixture
+def every_run_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny runs are timed too (a real run that short is not: see the test of that below)."""
+    monkeypatch.setattr(estimate_module, "TIMED_ABOVE_STEPS", 0)
+
+
 def test_the_vocoder_estimate_names_the_length_the_run_trains_and_measures_both_kinds_of_step(
-    tiny_corpus: Path, models_dir: Path
+    tiny_corpus: Path, models_dir: Path, every_run_timed: None
 ) -> None:
     corpus = load_corpus(tiny_corpus)
     cfg = load_vocoder_config(None, {"train": {"epochs": 1, "init": "scratch"}}, recipe="vocoder_tiny")
@@ -63,7 +71,9 @@ def test_the_vocoder_estimate_names_the_length_the_run_trains_and_measures_both_
     assert estimate.seconds / 10 < ended - started < estimate.seconds * 10
 
 
-def test_the_vae_estimate_names_the_length_the_run_trains(tiny_corpus: Path, models_dir: Path) -> None:
+def test_the_vae_estimate_names_the_length_the_run_trains(
+    tiny_corpus: Path, models_dir: Path, every_run_timed: None
+) -> None:
     corpus = load_corpus(tiny_corpus)
     cfg = load_vae_config(None, TINY_VAE)
     estimate = estimate_run("vae", cfg, corpus, options=CPU)
@@ -93,7 +103,9 @@ def test_epochs_zero_means_the_recipe_decides(tiny_corpus: Path) -> None:
     assert vae_length.adaptive and vae_length.epochs == vae_epochs_for(vae_length.steps_per_epoch)
 
 
-def test_a_resumed_run_past_its_warmup_counts_only_the_steps_left(tiny_corpus: Path) -> None:
+def test_a_resumed_run_past_its_warmup_counts_only_the_steps_left(
+    tiny_corpus: Path, every_run_timed: None
+) -> None:
     corpus = load_corpus(tiny_corpus)
     cfg = load_vocoder_config(None, {"train": {"epochs": 3}}, recipe="vocoder_tiny")
     per_epoch = run_length("vocoder", cfg, corpus, options=CPU).steps_per_epoch
@@ -117,7 +129,7 @@ def test_a_run_over_an_hour_needs_a_confirmation() -> None:
     assert "about 56 h 55 min on cpu (measured on steps of the run's size;" in long.text()
 
 
-def test_a_corpus_with_one_batch_an_epoch_is_still_measured(tmp_path: Path) -> None:
+def test_a_corpus_with_one_batch_an_epoch_is_still_measured(tmp_path: Path, every_run_timed: None) -> None:
     # one short file: each VAE epoch is a single batch, fewer than the measurement needs
     from distillgan.audio import write_audio
     from distillgan.examples import synth_pluck
@@ -126,3 +138,19 @@ def test_a_corpus_with_one_batch_an_epoch_is_still_measured(tmp_path: Path) -> N
     cfg = load_vae_config(None, {**TINY_VAE, "train": {**TINY_VAE["train"], "batch_size": 64}})
     estimate = estimate_run("vae", cfg, load_corpus(tmp_path), options=CPU)
     assert estimate.step_s > 0 and estimate.seconds > 0
+
+
+def test_a_run_about_as_short_as_its_measurement_is_not_timed(tiny_corpus: Path) -> None:
+    corpus = load_corpus(tiny_corpus)
+    cfg = load_vocoder_config(None, {"train": {"epochs": 1}}, recipe="vocoder_tiny")
+    short = estimate_run("vocoder", cfg, corpus, options=CPU)
+    assert short.length.steps_left <= TIMED_ABOVE_STEPS
+    assert short.seconds is None and not short.needs_confirmation
+    assert short.text() == (
+        f"Run length: {short.length.text()}. Not timed: a run this short takes about as long as measuring it."
+    )
+    # one more epoch than the limit allows: measured
+    epochs = TIMED_ABOVE_STEPS // short.length.steps_per_epoch + 1
+    longer = estimate_run("vocoder", cfg, corpus, options=CPU, epochs=epochs)
+    assert longer.length.steps_left > TIMED_ABOVE_STEPS
+    assert longer.seconds is not None and longer.seconds > 0 and "Estimated time: about" in longer.text()

@@ -36,7 +36,7 @@ def test_readme_plugin_example_trains_a_vocoder_into_a_model_file(tmp_path: Path
     assert kinds[0] == "start" and kinds[-1] in ("end", "checkpoint") and kinds.count("epoch") == 2
     reader = open_model(tmp_path / "my_vocoder.distillgan")
     attrs = reader.attrs("vocoder")
-    assert (attrs["status"], attrs["epochs"]) == ("complete", 2)
+    assert (attrs["status"], attrs["epochs_completed"]) == ("complete", 2)
     assert attrs["val_mel_l1_last"] > 0
     assert not reader.has("vocoder_checkpoint")
     # one preview per held-out clip (14 sounds: one whole file held out, one clip of it)

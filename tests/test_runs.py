@@ -4,7 +4,6 @@ per run, and one rule (and message) per user-facing setting."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, ModelLockedError
 from distillgan.lightning_modules.hifigan import load_vocoder_config
-from distillgan.modelfile import ModelLock
+from distillgan.modelfile import ModelLock, VAERecord, VocoderRecord
 from distillgan.runs import SETTINGS, ModelState, Plan, Question, TrainRequest, plan_run, read_model_state
 from distillgan.ui.jobs import UI_TERMS, JobManager
 from tests.cli.conftest import assert_one_line_error, invoke
@@ -24,24 +23,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 MODEL = Path("/models/bells.distillgan")
 STORED = load_vocoder_config(None, {"train": {"epochs": 6}}, recipe="vocoder_tiny")
-COMPLETE = {
-    "config": cfg_lib.to_json(STORED.generator),
-    "train_config": cfg_lib.to_json(STORED.train),
-    "status": "complete",
-    "epochs": 6,
-    "total_epochs": 6,
-    "steps": 48,
-}
+COMPLETE = VocoderRecord(
+    config=cfg_lib.to_dict(STORED.generator),
+    train_config=cfg_lib.to_dict(STORED.train),
+    status="complete",
+    epochs_completed=6,
+    total_epochs=6,
+    steps=48,
+)
 
 
 def trained_vae(**changes: Any) -> ModelState:
-    vae = {"summary": json.dumps({"status": "complete"})}
-    state = ModelState(MODEL, exists=True, vae_attrs=vae, manifest={"root": "/corpus", "files": []})
+    vae = VAERecord(status="complete")
+    state = ModelState(MODEL, exists=True, vae=vae, manifest={"root": "/corpus", "files": []})
     return dataclasses.replace(state, **changes)
 
 
 def test_questions_come_in_order_and_answers_lead_to_one_plan() -> None:
-    partial = {**COMPLETE, "status": "partial", "epochs": 2, "steps": 16}
+    partial = dataclasses.replace(COMPLETE, status="partial", epochs_completed=2, steps=16)
     state = trained_vae(vocoder=partial, vocoder_checkpoint=True)
     request = TrainRequest("vocoder", MODEL, train={"lr": 0.5, "checkpoint_interval": 3})
     question = plan_run(request, state, UI_TERMS)

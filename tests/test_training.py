@@ -78,7 +78,7 @@ def test_two_process_ddp_trains_and_only_rank_zero_writes(tiny_corpus: Path, tmp
     # one write per save (end of epoch 1, end of run), all from rank zero
     assert writes == [{"rank": 0, "sections": ["vocoder", "vocoder_checkpoint"]}] * 2
     attrs = open_model(model).attrs("vocoder")
-    assert (attrs["status"], attrs["epochs"], attrs["steps"]) == ("complete", 2, 8)
+    assert (attrs["status"], attrs["epochs_completed"], attrs["steps"]) == ("complete", 2, 8)
     assert not open_model(model).has("vocoder_checkpoint")
 
 
@@ -91,7 +91,7 @@ def test_ctrl_c_on_one_ddp_worker_stops_every_rank(vae_model: Path, models_dir: 
     assert saved, out + err
     assert out.count("Corpus: 5 files") == 1  # the worker trains silently
     attrs = open_model(vae_model).attrs("vocoder")
-    assert attrs["status"] == "partial" and attrs["epochs"] == int(saved.group(1))
+    assert attrs["status"] == "partial" and attrs["epochs_completed"] == int(saved.group(1))
     assert 0 < attrs["steps"] < 40 * 4
     assert seconds < 60
 
@@ -183,10 +183,18 @@ def test_two_vocoder_trainings_in_one_process_run_concurrently_as_each_would_alo
 
     import torch
 
-    from distillgan.examples import write_example_corpus
+    from distillgan.audio import SAMPLE_RATE, write_audio
+    from distillgan.examples import synth_bell, synth_pluck
 
-    other_corpus = tmp_path / "other"
-    write_example_corpus(other_corpus, seconds=1.0)
+    other_corpus = tmp_path / "other"  # another corpus of the tiny one's size: other sounds, other seeds
+    other_corpus.mkdir()
+    for seed in range(5):
+        sound = (
+            synth_pluck(1.0, seed=10 + seed, freq=150.0 + 40 * seed)
+            if seed % 2
+            else synth_bell(1.0, seed=10 + seed)
+        )
+        write_audio(other_corpus / f"{seed}.wav", sound, SAMPLE_RATE)
     corpora = {"a": tiny_corpus, "b": other_corpus}
 
     def weights(folder: Path, name: str) -> dict[str, torch.Tensor]:

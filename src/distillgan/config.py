@@ -104,7 +104,7 @@ def json_attr(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             out = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
             return {}
         return out if isinstance(out, dict) else {}
     return {}

@@ -24,7 +24,9 @@ at most :data:`CPU_MEASURE_SAMPLES` audio samples (a VAE step with :data:`CPU_ME
 chunks) and its time scaled up in proportion (a CPU's step time grows about linearly with the
 audio in it; for tiny networks, whose fixed costs weigh more, this errs long), and the text
 says so. Validation, previews and checkpoint writes come on top; a multi-device run is
-measured on one device (every process takes one batch per step). It is an estimate.
+measured on one device (every process takes one batch per step). It is an estimate. A run of
+at most :data:`TIMED_ABOVE_STEPS` steps left is not timed: measuring it would cost about as
+much as running it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ CPU_MEASURE_SAMPLES = 16384
 CPU_MEASURE_BATCH = 4
 # Steps timed per kind (warm-up, adversarial), each after one untimed step of one-time costs.
 TIMED_STEPS = 1
+# A run with no more steps left than this is not timed: the measurement (a Trainer's set-up and up
+# to 4 steps) would be a large share of it, and so few steps cannot come near ASK_ABOVE_S.
+TIMED_ABOVE_STEPS = 50
 
 
 @dataclass(frozen=True)
@@ -100,25 +105,32 @@ class RunEstimate:
     """A run's length and its estimated duration on this machine."""
 
     length: RunLength
-    step_s: float  # one adversarial (vocoder) or optimizer (VAE) step, at the run's batch size
+    # one adversarial (vocoder) or optimizer (VAE) step at the run's batch size; None: not timed
+    # (a run of at most TIMED_ABOVE_STEPS steps left)
+    step_s: float | None
     warmup_step_s: float | None  # one warm-up step, when the run has warm-up steps left
     device: str  # where it was measured, e.g. "cpu", "cuda (NVIDIA H200)"
     scale: float = 1.0  # the run's step is this many times the measured one's audio (CPU)
 
     @property
-    def seconds(self) -> float:
+    def seconds(self) -> float | None:
+        if self.step_s is None:
+            return None
         warmup = self.length.warmup_steps_left
         return warmup * (self.warmup_step_s or self.step_s) + (self.length.steps_left - warmup) * self.step_s
 
     @property
     def needs_confirmation(self) -> bool:
         """Whether the UI asks before starting (estimated over :data:`ASK_ABOVE_S`)."""
-        return self.seconds > ASK_ABOVE_S
+        seconds = self.seconds
+        return seconds is not None and seconds > ASK_ABOVE_S
 
     def text(self) -> str:
         """E.g. ``Run length: 8 epochs × 100 generator steps = 800 steps (the first 500 a
         reconstruction warm-up). Estimated time: about 41 min 10 s on cpu (measured on steps 1/4 the
         size, scaled up; validation, previews and checkpoints come on top).``"""
+        if self.seconds is None:
+            return f"Run length: {self.length.text()}. Not timed: a run this short takes about as long as measuring it."
         how = "measured on steps of the run's size"
         if self.scale > 1:
             how = f"measured on steps 1/{self.scale:g} the size, scaled up"
@@ -222,45 +234,19 @@ def _measure(
     """
     from distillgan.training import _SEEDING, _lightning_trainer
 
-    one_device = replace(options, devices=1, num_nodes=1, strategy="auto")
-    device = _device_name(_lightning_trainer(one_device, logger=False))
-    batch, crop = _measured_shape(stage, cfg, device.split(" ")[0])
-    t = cfg.train
-    if stage == "vae":
-        from distillgan.lightning_modules.vae import VAEModule
-
-        cfg = replace(cfg, train=replace(t, batch_size=batch))
-        datamodule = _datamodule("vae", cfg, corpus)
-        with _SEEDING:  # builds a network from the global RNG: not while a run seeds and builds its own
-            module = VAEModule(cfg)
-        module.vae.set_normalization(*datamodule.mel_statistics())
-        scale = t.batch_size / batch
-    else:
-        from distillgan.lightning_modules.hifigan import HiFiGANModule
-
-        # the module's own phase switch: the first steps are warm-up ones, the rest adversarial
-        measured_warmup = 1 + TIMED_STEPS if warmup else 0
-        train = replace(
-            t, batch_size=batch, segment_samples=crop, warmup_steps=measured_warmup, steps_per_epoch=0
-        )
-        cfg = replace(cfg, train=train)
-        datamodule = _datamodule("vocoder", cfg, corpus)
-        with _SEEDING:
-            module = HiFiGANModule(cfg, total_epochs=1)
-        scale = (t.batch_size * t.segment_samples) / (batch * crop)
     # each kind: one untimed step (one-time costs: allocations, lazy set-up), then TIMED_STEPS
     kinds = {"warmup": 0, "step": 1 + TIMED_STEPS} if stage == "vocoder" and warmup else {"step": 0}
     needed = len(kinds) * (1 + TIMED_STEPS)
     timer = _StepTimer(needed)
     with tempfile.TemporaryDirectory(prefix="distillgan-estimate-") as root:
         trainer = _lightning_trainer(
-            one_device,
+            replace(options, devices=1, num_nodes=1, strategy="auto"),
             # a small corpus may have fewer batches than that in an epoch: more epochs, same steps
             max_epochs=needed,
             limit_train_batches=needed,
             limit_val_batches=0,
             num_sanity_val_steps=0,
-            precision=options.precision or t.precision,
+            precision=options.precision or cfg.train.precision,
             logger=False,
             callbacks=[timer],
             enable_checkpointing=False,
@@ -268,6 +254,31 @@ def _measure(
             enable_model_summary=False,
             default_root_dir=root,
         )
+        device = _device_name(trainer)
+        batch, crop = _measured_shape(stage, cfg, device.split(" ")[0])
+        t = cfg.train
+        if stage == "vae":
+            from distillgan.lightning_modules.vae import VAEModule
+
+            cfg = replace(cfg, train=replace(t, batch_size=batch))
+            datamodule = _datamodule("vae", cfg, corpus)
+            with _SEEDING:  # builds a network from the global RNG: not while a run seeds and builds its own
+                module = VAEModule(cfg)
+            module.vae.set_normalization(*datamodule.mel_statistics())
+            scale = t.batch_size / batch
+        else:
+            from distillgan.lightning_modules.hifigan import HiFiGANModule
+
+            # the module's own phase switch: the first steps are warm-up ones, the rest adversarial
+            measured_warmup = 1 + TIMED_STEPS if warmup else 0
+            train = replace(
+                t, batch_size=batch, segment_samples=crop, warmup_steps=measured_warmup, steps_per_epoch=0
+            )
+            cfg = replace(cfg, train=train)
+            datamodule = _datamodule("vocoder", cfg, corpus)
+            with _SEEDING:
+                module = HiFiGANModule(cfg, total_epochs=1)
+            scale = (t.batch_size * t.segment_samples) / (batch * crop)
         trainer.fit(module, datamodule=datamodule)
     times = {
         kind: statistics.median(timer.times[first + 1 : first + 1 + TIMED_STEPS]) * scale
@@ -326,11 +337,13 @@ def estimate_run(
             total); None or 0: the recipe decides (for the VAE, pass it in ``cfg.train.epochs``).
         steps_done: a resumed run's steps already trained (the model file's ``steps``).
 
-    Takes a few seconds (a short measured fit); raises
+    Takes a few seconds (a short measured fit) unless the run is short; raises
     :class:`~distillgan.errors.ConfigError` for options Lightning refuses.
     """
     options, world_size = _checked(stage, cfg, options)
     length = _run_length(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
+    if length.steps_left <= TIMED_ABOVE_STEPS:
+        return RunEstimate(length, None, None, "")
     step_s, warmup_s, device, scale = _measure(
         stage, cfg, corpus, options, warmup=length.warmup_steps_left > 0
     )

@@ -8,8 +8,10 @@ vocoder training (BigVGAN's score) and the README quote.
   nothing about fidelity, and its dB error would swamp the rest).
 * **frame-rate comb**: how much more of the estimate's energy than the reference's sits on the
   harmonics of the mel frame rate (44 100 / 512 = 86.1 Hz). A mel vocoder's upsampling stack
-  repeats itself once per frame, so an under-trained one buzzes at exactly those frequencies
-  instead of rendering the partials in between: the failure that makes its tones too quiet.
+  turns a one-frame shift of its input into a 512-sample shift of its output, so where the mel
+  stands still (a steady partial) it can only repeat itself every frame: it buzzes at exactly
+  those frequencies instead of rendering the partials in between, however long it trains
+  (``benchmarks/steady_tones.py``). The failure that makes tonal sounds too quiet and off pitch.
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ delivered mostly offset or the clip is near silence.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import secrets
@@ -49,7 +48,7 @@ from distillgan.audio import load_audio, resample, write_audio
 from distillgan.config import VAEConfig
 from distillgan.errors import ConfigError, DistillganError, ModelFileError, VocoderUnavailableError
 from distillgan.mel import HOP_LENGTH, N_FFT, SAMPLE_RATE, log_mel_spectrogram
-from distillgan.modelfile import model_name, open_model
+from distillgan.modelfile import model_name, open_model, vae_record
 from distillgan.networks.vae import MelVAE, decode_trajectory, latent_trajectory
 from distillgan.progress import epochs_done
 from distillgan.vocoders.base import Vocoder
@@ -191,7 +190,7 @@ def _status_from_info(info: HiFiGANInfo | None) -> VocoderStatus:
     elif info.bigvgan_val_mel_l1 is not None:
         reason = f"BigVGAN-v2 renders this model better: {info.comparison()}"
     else:
-        trained = epochs_done(info.epochs, None if info.complete else info.total_epochs)
+        trained = epochs_done(info.epochs_completed, None if info.complete else info.total_epochs)
         reason = (
             f"the model's own vocoder ({trained}) is not good enough yet, "
             f"{info.comparison()}, above {GOOD_MEL_L1}: the universal BigVGAN-v2 is used"
@@ -199,7 +198,7 @@ def _status_from_info(info: HiFiGANInfo | None) -> VocoderStatus:
     return VocoderStatus(
         has_hifigan=True,
         hifigan_ready=info.ready,
-        hifigan_epochs=info.epochs,
+        hifigan_epochs=info.epochs_completed,
         hifigan_warning=info.warning,
         auto_choice="hifigan" if info.ready else "bigvgan",
         auto_reason=reason,
@@ -273,10 +272,9 @@ _vae_lock = threading.Lock()
 def _load_vae_cached(path_text: str, inode: int, mtime_ns: int, size: int, device: str) -> MelVAE:
     path = Path(path_text)
     reader = open_model(path)
-    attrs = reader.attrs("vae")  # a clear ModelFileError when the model has no VAE stage
-    text = attrs.get("config")
+    config = vae_record(reader).config  # a clear ModelFileError when the model has no VAE stage
     try:
-        cfg = cfg_lib.from_json(VAEConfig, text if isinstance(text, str) else json.dumps(text))
+        cfg = cfg_lib.from_dict(VAEConfig, config)
     except ConfigError as error:
         raise ModelFileError(f"the VAE config stored in {path} is unusable: {error}") from error
     with torch.device("meta"):

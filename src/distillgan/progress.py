@@ -11,7 +11,7 @@ the figures each stage's progress table shows.
 saved part-way through the 7th: the resumed run goes on from that exact step), "Resume after
 epoch 6", and ``model info``'s "partial, 6 of 400 epochs done". Use :func:`epochs_done` and
 :func:`checkpoint_saved` for the words, :attr:`ProgressEvent.epochs_done` and the model file's
-completed-epoch count for the number.
+``epochs_completed`` (both stages' records, :class:`~distillgan.modelfile.StageRecord`) for the number.
 """
 
 from __future__ import annotations
@@ -148,13 +148,6 @@ def checkpoint_saved(done: Any) -> str:
 def resume_after(done: Any) -> str:
     """How a resume is offered: ``Resume after epoch 6`` (``Resume`` before the first epoch ends)."""
     return f"Resume after epoch {done}" if _count(done) and done else "Resume"
-
-
-def saved_epochs(stage: str, saved: dict[str, Any] | None) -> tuple[Any, Any]:
-    """(epochs completed, total epochs) of a stage as the model file records them: the VAE's
-    training summary or the vocoder's attrs (their completed count has a name of its own)."""
-    saved = saved or {}
-    return saved.get("epochs_completed" if stage == "vae" else "epochs"), saved.get("total_epochs")
 
 
 def _count(value: Any) -> bool:

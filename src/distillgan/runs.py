@@ -22,11 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from distillgan.config import json_attr, merge, stored_count
+from distillgan.config import merge
 from distillgan.errors import ConfigError, CorpusError, DistillganError, ModelFileError
-from distillgan.progress import resume_after, saved_epochs
+from distillgan.progress import resume_after
+
+if TYPE_CHECKING:
+    from distillgan.modelfile import VAERecord, VocoderRecord
 
 Stage = Literal["vae", "vocoder"]
 log = logging.getLogger(__name__)
@@ -114,10 +117,10 @@ class ModelState:
     path: Path
     exists: bool = False
     error: str | None = None
-    vae_attrs: dict[str, Any] | None = None
+    vae: VAERecord | None = None  # None: no VAE stage
     vae_checkpoint: bool = False
-    manifest: dict[str, Any] | None = None
-    vocoder: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None  # the corpus manifest; None: none that can be read
+    vocoder: VocoderRecord | None = None  # None: no per-model vocoder
     vocoder_checkpoint: bool = False
 
     @property
@@ -127,32 +130,30 @@ class ModelState:
         return model_name(self.path)
 
     @property
-    def vae_summary(self) -> dict[str, Any] | None:
-        return None if self.vae_attrs is None else json_attr(self.vae_attrs.get("summary"))
-
-    @property
     def vae_complete(self) -> bool:
-        return (self.vae_summary or {}).get("status") == "complete"
+        return self.vae is not None and self.vae.complete
 
     @property
     def can_train_vocoder(self) -> bool:
         """A trained VAE (not a run stopped part-way) and the corpus manifest the vocoder learns
         from. A summary that cannot be read is not taken for an unfinished run: loading the VAE
         and its manifest say what is wrong with them."""
-        unfinished = (self.vae_summary or {}).get("status") == "partial"
-        return self.vae_attrs is not None and not unfinished and self.manifest is not None
+        return self.vae is not None and self.vae.status != "partial" and self.manifest is not None
 
     @property
     def vocoder_complete(self) -> bool:
-        return self.vocoder is not None and self.vocoder.get("status") == "complete"
+        return self.vocoder is not None and self.vocoder.complete
+
+    def record(self, stage: Stage) -> VAERecord | VocoderRecord | None:
+        return self.vae if stage == "vae" else self.vocoder
 
     def saved_run(self, stage: Stage) -> int | None:
         """The epochs completed by a saved training state of ``stage`` (what resuming continues
-        after), or None without one. Counts come from the file (untrusted): ``?`` is 0."""
+        after), or None without one. A count the file does not hold (untrusted) is 0."""
         if not (self.vae_checkpoint if stage == "vae" else self.vocoder_checkpoint):
             return None
-        saved = self.vae_summary if stage == "vae" else self.vocoder
-        return stored_count(saved_epochs(stage, saved)[0]) or 0
+        record = self.record(stage)
+        return (record.epochs_completed if record is not None else None) or 0
 
 
 def read_model_state(path: Path) -> ModelState:
@@ -167,7 +168,7 @@ def read_model_state(path: Path) -> ModelState:
 
 @lru_cache(maxsize=64)
 def _read_state(path_text: str, mtime_ns: int, size: int, inode: int) -> ModelState:
-    from distillgan.modelfile import open_model
+    from distillgan.modelfile import dataset_record, open_model, vae_record, vocoder_record
 
     path = Path(path_text)
     try:
@@ -176,12 +177,10 @@ def _read_state(path_text: str, mtime_ns: int, size: int, inode: int) -> ModelSt
         return ModelState(
             path,
             exists=True,
-            vae_attrs=reader.attrs("vae") if "vae" in sections else None,
+            vae=vae_record(reader) if "vae" in sections else None,
             vae_checkpoint="vae_checkpoint" in sections,
-            manifest=json_attr(reader.attrs("dataset").get("manifest")) or None
-            if "dataset" in sections
-            else None,
-            vocoder=reader.attrs("vocoder") if "vocoder" in sections else None,
+            manifest=dataset_record(reader).manifest if "dataset" in sections else None,
+            vocoder=vocoder_record(reader) if "vocoder" in sections else None,
             vocoder_checkpoint="vocoder_checkpoint" in sections,
         )
     except DistillganError as exc:
@@ -352,9 +351,10 @@ def _plan(request: TrainRequest, state: ModelState, terms: Terms) -> Plan:
     if request.stage == "vae":
         from distillgan.config import load_vae_config
 
+        vae = state.vae
         if resume:
-            stored = json_attr((state.vae_attrs or {}).get("config"))  # untrusted: validated here
-            if not stored:
+            stored = vae.config if vae is not None else None  # untrusted: validated here
+            if vae is None or not stored:
                 raise DistillganError(
                     f"model '{state.name}' has no usable stored VAE config to resume with: {terms.start_over}"
                 )
@@ -363,8 +363,7 @@ def _plan(request: TrainRequest, state: ModelState, terms: Terms) -> Plan:
             precision = {k: v for k, v in request.train.items() if k == "precision"}
             cfg = load_vae_config(None, merge(stored, {"train": precision}) if precision else stored)
             ignored = tuple(k for k in asked if k != "precision")
-            steps = stored_count((state.vae_summary or {}).get("steps")) or 0
-            return Plan(request, cfg, None, True, ignored, steps)
+            return Plan(request, cfg, None, True, ignored, vae.steps or 0)
         train = {**request.train, **({"epochs": request.epochs} if request.epochs else {})}
         return Plan(request, load_vae_config(request.recipe_file, {"train": train}), None, False)
 
@@ -373,11 +372,13 @@ def _plan(request: TrainRequest, state: ModelState, terms: Terms) -> Plan:
     if not resume:
         cfg = load_vocoder_config(request.recipe_file, {"train": request.train}, recipe=request.recipe)
         return Plan(request, cfg, request.epochs, False)
+    from distillgan.modelfile import VocoderRecord
     from distillgan.training import resumed_vocoder_run
 
-    run = resumed_vocoder_run(state.vocoder or {}, request.train, request.epochs, go_on=terms.go_on)
+    vocoder = state.vocoder or VocoderRecord()  # a training state without its summary: nothing to keep
+    run = resumed_vocoder_run(vocoder, request.train, request.epochs, go_on=terms.go_on)
     ignored = [*run.ignored, *(["recipe_file"] if request.recipe_file is not None else [])]
-    steps = stored_count((state.vocoder or {}).get("steps")) or 0
+    steps = vocoder.steps or 0
     return Plan(request, run.cfg, run.total_epochs, True, tuple(ignored), steps)
 
 
@@ -420,24 +421,22 @@ def saved_settings(state: ModelState, stage: Stage) -> dict[str, Any] | None:
 
     try:
         if stage == "vae":
-            summary = state.vae_summary
-            if summary is None or state.vae_complete or not state.vae_checkpoint:
+            vae = state.vae
+            if vae is None or vae.complete or not state.vae_checkpoint:
                 return None
-            cfg = load_vae_config(None, json_attr((state.vae_attrs or {}).get("config")))
-            return run_settings(cfg, stored_count(summary.get("total_epochs")))
+            cfg = load_vae_config(None, vae.config or {})
+            return run_settings(cfg, vae.total_epochs)
         vocoder = state.vocoder
-        if vocoder is None or state.vocoder_complete:
+        if vocoder is None or vocoder.complete:
             return None
         from distillgan.lightning_modules.hifigan import load_vocoder_config
 
-        stored = {
-            "generator": json_attr(vocoder.get("config")),
-            "train": json_attr(vocoder.get("train_config")),
-        }
-        cfg = load_vocoder_config(None, stored)
+        cfg = load_vocoder_config(
+            None, {"generator": vocoder.config or {}, "train": vocoder.train_config or {}}
+        )
     except DistillganError:
         return None
-    settings = run_settings(cfg, stored_count(vocoder.get("total_epochs")))
+    settings = run_settings(cfg, vocoder.total_epochs)
     for recipe in VOCODER_RECIPES:  # the built-in recipe whose shape and budget the run has
         builtin = load_vocoder_config(recipe=recipe)
         t, b = cfg.train, builtin.train

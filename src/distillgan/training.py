@@ -17,10 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distillgan.config import VAEConfig, json_attr, stored_count
+from distillgan.config import VAEConfig
 from distillgan.corpus import Corpus, build_manifest
 from distillgan.errors import ConfigError, DistillganError
-from distillgan.modelfile import ModelLock, Section
+from distillgan.modelfile import DatasetRecord, ModelLock, Section, StageRecord, VocoderRecord
 from distillgan.progress import CancelToken, ProgressListener
 
 if TYPE_CHECKING:
@@ -185,27 +185,27 @@ class ResumedVocoderRun:
 
 
 def resumed_vocoder_run(
-    vocoder: dict[str, Any], train_overrides: dict[str, Any], epochs: int | None, *, go_on: str
+    vocoder: VocoderRecord, train_overrides: dict[str, Any], epochs: int | None, *, go_on: str
 ) -> ResumedVocoderRun:
-    """The recipe of an unfinished vocoder run, from the model file's ``/vocoder`` attrs.
+    """The recipe of an unfinished vocoder run, from the model file's ``/vocoder`` record.
 
     Settings in :data:`KEPT_ON_RESUME` keep their stored values (those asked for differently
     are listed in ``ignored``); the others (intervals, precision, ...) may change. ``epochs``
-    extends the run. The attrs are untrusted: the config loader validates them.
+    extends the run. The stored configs are untrusted: the config loader validates them.
 
     Raises :class:`DistillganError` when the run has no epochs left to train; ``go_on`` tells
     the user how to continue in the front end's own terms (``{done}`` is the epochs trained).
     """
     from distillgan.lightning_modules.hifigan import load_vocoder_config
 
-    stored_train = json_attr(vocoder.get("train_config"))
+    stored_train = vocoder.train_config or {}
     ignored = [
         k for k in KEPT_ON_RESUME if k in train_overrides and train_overrides[k] != stored_train.get(k)
     ]
     train = {**stored_train, **{k: v for k, v in train_overrides.items() if k not in KEPT_ON_RESUME}}
-    cfg = load_vocoder_config(None, {"generator": json_attr(vocoder.get("config")), "train": train})
-    done = stored_count(vocoder.get("epochs")) or 0
-    total = epochs or stored_count(vocoder.get("total_epochs")) or None
+    cfg = load_vocoder_config(None, {"generator": vocoder.config or {}, "train": train})
+    done = vocoder.epochs_completed or 0
+    total = epochs or vocoder.total_epochs or None
     if total is not None and total <= done:
         raise DistillganError(f"the saved run has already trained {done} epochs: {go_on.format(done=done)}")
     return ResumedVocoderRun(cfg, total, ignored)
@@ -337,17 +337,18 @@ def _fit(trainer: Any, module: Any, datamodule: Any, model_path: Path, resume: b
 
 
 def _result(trainer: Any, checkpoint: Any, cancel: CancelToken, model_path: Path) -> RunResult:
-    saved = checkpoint.last_saved or {}
+    # the progress of the latest save, as written (nothing saved: nothing done)
+    saved = checkpoint.last_saved or StageRecord("partial", 0, 0, 0, 0)
     metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1
     }
     return RunResult(
-        status=saved.get("status", "partial"),
+        status=saved.status,
         cancelled=cancel.cancelled,
-        epoch=saved.get("epoch", 0),
-        epochs_completed=saved.get("epochs_completed", 0),
-        total_epochs=saved.get("total_epochs", 0),
-        steps=saved.get("steps", 0),
+        epoch=saved.epoch,
+        epochs_completed=saved.epochs_completed,
+        total_epochs=saved.total_epochs,
+        steps=saved.steps,
         model_path=model_path,
         log_dir=trainer.logger.log_dir if trainer.logger is not None else None,
         metrics=metrics,
@@ -386,7 +387,7 @@ def train_vae(
         module = VAEModule(cfg, total_epochs=epochs)
     module.vae.set_normalization(*datamodule.mel_statistics())
     val_every = max(1, epochs // 50)
-    dataset = Section(attrs={"manifest": build_manifest(corpus)})
+    dataset = Section(attrs=DatasetRecord(build_manifest(corpus)).to_attrs())
     if not resume and lock is not None and lock.held:
         _check_replaceable(model_path)
     checkpoint = ModelFileCheckpoint(

@@ -108,7 +108,11 @@ def test_saves_every_interval_and_drops_the_training_state_at_the_end(
     reader = open_model(vae_model)
     assert set(reader.sections()) == {"dataset", "vae", "vocoder"}
     attrs = reader.attrs("vocoder")
-    assert (attrs["status"], attrs["epochs"], attrs["steps"]) == ("complete", 3, 3 * STEPS_PER_EPOCH)
+    assert (attrs["status"], attrs["epochs_completed"], attrs["steps"]) == (
+        "complete",
+        3,
+        3 * STEPS_PER_EPOCH,
+    )
     history = attrs["val_mel_l1_history"]
     assert len(history) == 3 and attrs["val_mel_l1_last"] == history[-1]
     assert attrs["val_mel_l1_best"] == min(history)

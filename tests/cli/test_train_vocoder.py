@@ -60,7 +60,7 @@ def test_trains_with_a_live_table_previews_and_the_tensorboard_folder(cli: CliRu
         "reference_clip-2.wav",
     ]
     attrs = open_model(vae_model).attrs("vocoder")
-    assert (attrs["status"], attrs["epochs"], attrs["steps"]) == ("complete", 1, 8)
+    assert (attrs["status"], attrs["epochs_completed"], attrs["steps"]) == ("complete", 1, 8)
 
 
 def test_unfinished_run_asks_resume_or_fresh_every_time(
@@ -228,13 +228,13 @@ def test_ctrl_c_saves_at_once_and_the_run_resumes(vae_model: Path, models_dir: P
     assert seconds < 30
     reader = open_model(vae_model)
     attrs = reader.attrs("vocoder")
-    assert attrs["status"] == "partial" and attrs["epochs"] == int(saved.group(1))
+    assert attrs["status"] == "partial" and attrs["epochs_completed"] == int(saved.group(1))
     assert reader.has("vocoder_checkpoint") and attrs["steps"] > 0
     vae_after = reader.tensors("vae")
     assert all(vae_after[k].equal(v) for k, v in vae_before.items())
 
     # resume to the end of the interrupted epoch: the step count continues, it does not restart
-    resume_to = attrs["epochs"] + 1
+    resume_to = attrs["epochs_completed"] + 1
     resumed = cli(["train", "vocoder", "tiny", "--resume", "--epochs", str(resume_to)])
     assert resumed.exit_code == 0, resumed.stderr
     assert f"Vocoder training complete: {resume_to} epochs, {resume_to * 8} steps" in resumed.stdout

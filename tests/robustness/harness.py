@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from distillgan.modelfile import open_model
+from distillgan.modelfile import open_model, vocoder_record
 
 T = TypeVar("T")
 
@@ -86,10 +86,10 @@ def make_vae_model(corpus: Path, path: Path) -> Path:
     from distillgan.config import load_vae_config
     from distillgan.corpus import build_manifest, load_corpus
     from distillgan.lightning_modules.vae import VAEModule
-    from distillgan.modelfile import ModelLock, Section, write_model
+    from distillgan.modelfile import ModelLock, Section, StageRecord, write_model
 
     cfg = load_vae_config(None, TINY_VAE)
-    progress = {"status": "complete", "epoch": 2, "epochs_completed": 2, "total_epochs": 2, "steps": 2}
+    progress = StageRecord(status="complete", epoch=2, epochs_completed=2, total_epochs=2, steps=2)
     sections = VAEModule(cfg).model_file_sections(progress)
     sections["dataset"] = Section(attrs={"manifest": build_manifest(load_corpus(corpus))})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,7 +259,7 @@ def vocoder_epochs_saved(model: Path) -> int:
     reader = open_model(model)
     if not reader.has("vocoder_checkpoint"):
         return 0
-    return int(reader.attrs("vocoder")["epochs"])
+    return vocoder_record(reader).epochs_completed or 0
 
 
 def vae_summary(model: Path) -> dict[str, Any]:

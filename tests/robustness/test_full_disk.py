@@ -104,7 +104,7 @@ def test_full_disk_stops_training_and_keeps_the_last_checkpoint(small_disk: Path
         ["train", "vocoder", "m", "--resume", "--epochs", str(saved + 1), "--models-dir", str(models)]
     )
     assert resumed.exit_code == 0, resumed.stderr
-    assert open_model(model).attrs("vocoder")["epochs"] == saved + 1
+    assert open_model(model).attrs("vocoder")["epochs_completed"] == saved + 1
 
 
 def test_injected_disk_full_error_through_the_cli(

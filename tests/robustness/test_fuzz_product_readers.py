@@ -33,7 +33,7 @@ from distillgan.corpus import check_manifest
 from distillgan.errors import DistillganError
 from distillgan.generation import load_vae, vocoder_status
 from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
-from distillgan.modelfile import ModelLock, open_model, write_model
+from distillgan.modelfile import ModelLock, StageRecord, open_model, write_model
 from tests.address_space import address_space_limit
 from tests.cli.conftest import invoke
 from tests.robustness.harness import TINY_VOCODER, make_vae_model, write_short_corpus
@@ -54,7 +54,7 @@ def product_model() -> bytes:
         root = Path(folder)
         path = make_vae_model(write_short_corpus(root / "corpus"), root / "m.distillgan")
         cfg = load_vocoder_config(None, TINY_VOCODER)
-        progress = {"status": "partial", "epoch": 1, "epochs_completed": 1, "total_epochs": 2, "steps": 6}
+        progress = StageRecord(status="partial", epoch=1, epochs_completed=1, total_epochs=2, steps=6)
         with ModelLock(path, owner="fuzz") as lock:
             write_model(path, HiFiGANModule(cfg).model_file_sections(progress), lock=lock)
         return path.read_bytes()

@@ -290,7 +290,7 @@ CASES = [
         "vocoder status and epochs forged",
         lambda f, p: (
             f["vocoder"].attrs.__setitem__("status", '"trusted"'),
-            f["vocoder"].attrs.__setitem__("epochs", "-3"),
+            f["vocoder"].attrs.__setitem__("epochs_completed", "-3"),
         ),
         {GENERATE: "damaged"},
     ),

@@ -26,7 +26,7 @@ import pytest
 from distillgan.callbacks import model_file
 from distillgan.errors import ModelLockedError
 from distillgan.generation import load_vae
-from distillgan.modelfile import ModelLock, Section, list_models, open_model, write_model
+from distillgan.modelfile import ModelLock, Section, StageRecord, list_models, open_model, write_model
 from distillgan.ui.jobs import JobManager, TrainRequest
 from distillgan.vocoders.hifigan import load_hifigan
 from tests.cli.conftest import assert_one_line_error, invoke
@@ -69,7 +69,7 @@ def assert_list_and_info_ignore_the_orphan(models: Path, epochs: int) -> None:
     info = invoke(["model", "info", "m", "--json", "--models-dir", str(models)])
     assert info.exit_code == 0, info.stderr
     data = json.loads(info.stdout)
-    assert data["vocoder"]["epochs"] == epochs and data["vocoder"]["status"] == "partial"
+    assert data["vocoder"]["epochs_completed"] == epochs and data["vocoder"]["status"] == "partial"
     assert data["vocoder_checkpoint"] is True
 
 
@@ -158,7 +158,7 @@ def test_vocoder_killed_mid_write_and_at_random_resumes(tmp_path: Path) -> None:
     assert "Resuming" in third.stdout and "Vocoder training complete" in third.stdout
     assert "Traceback" not in third.stderr
     attrs = open_model(model).attrs("vocoder")
-    assert (attrs["status"], attrs["epochs"]) == ("complete", final)
+    assert (attrs["status"], attrs["epochs_completed"]) == ("complete", final)
     assert attrs["steps"] == final * steps_per_epoch, "epochs were repeated or skipped"
     assert previews_since(models, "m", started) == list(range(resumed_saved + 1, final + 1))
     assert tensor_bits(model, "vae") == vae_before
@@ -175,7 +175,7 @@ def read_while_training(trainer: CliProcess, model: Path, models: Path) -> list[
     while trainer.running():
         info = invoke(["model", "info", "m", "--json", "--models-dir", str(models)])
         assert info.exit_code == 0, info.stderr
-        seen.append(json.loads(info.stdout)["vocoder"]["epochs"])
+        seen.append(json.loads(info.stdout)["vocoder"]["epochs_completed"])
         load_vae(model)
         load_hifigan(model)  # names, shapes and finiteness of the generator's weights
         generated = invoke(generate)  # the whole generate command, through the per-model vocoder
@@ -269,7 +269,7 @@ def test_replacing_a_model_keeps_the_old_one_until_the_first_save(
     corpus = write_short_corpus(tmp_path / "corpus")
     models = tmp_path / "models"
     model = make_vae_model(corpus, models / "m.distillgan")
-    progress = {"status": "complete", "epoch": 3, "epochs_completed": 3, "total_epochs": 3, "steps": 18}
+    progress = StageRecord(status="complete", epoch=3, epochs_completed=3, total_epochs=3, steps=18)
     with ModelLock(model, owner="test") as lock:
         sections = HiFiGANModule(load_vocoder_config(None, TINY_VOCODER)).model_file_sections(progress)
         write_model(model, sections, lock=lock)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from playwright.sync_api import expect
 
 from distillgan.audio import SAMPLE_RATE, write_audio
 from distillgan.config import load_vae_config
@@ -28,6 +29,7 @@ from distillgan.examples import synth_bell, synth_pluck, synth_tone
 from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock
 from distillgan.training import TrainerOptions, train_vae, train_vocoder
+from distillgan.ui.train_tab import NEW_LABEL
 from distillgan.vocoders.bigvgan_weights import LOCAL_DIR_ENV  # imports huggingface_hub before HF_* change
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -305,6 +307,10 @@ def choose(page: object, elem_id: str, option: str) -> None:
     """Pick ``option`` in the Gradio dropdown ``elem_id``."""
     field(page, elem_id).click()  # type: ignore[attr-defined]
     page.get_by_role("option", name=option, exact=True).click()  # type: ignore[attr-defined]
+    if elem_id == "train-model":
+        # the selection's render refills the forms: text typed before it lands would be replaced
+        shown = "A new model learns from a folder" if option == NEW_LABEL else option
+        expect(page.locator("#train-summary")).to_contain_text(shown)  # type: ignore[attr-defined]
 
 
 def open_advanced(page: object, section: str) -> None:

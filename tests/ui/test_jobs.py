@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, CorpusError, DistillganError
 from distillgan.lightning_modules.hifigan import load_vocoder_config
-from distillgan.modelfile import open_model
+from distillgan.modelfile import VAERecord, VocoderRecord, open_model, vocoder_record
 from distillgan.progress import ProgressEvent, checkpoint_saved
 from distillgan.runs import ModelState, Plan, Question, TrainRequest, plan_run
 from distillgan.ui import views
@@ -22,25 +21,24 @@ from tests.ui.conftest import TINY_VOCODER
 
 MODEL = Path("/models/bells.distillgan")
 STORED = load_vocoder_config(None, TINY_VOCODER)
-VOCODER_ATTRS = {
-    "config": cfg_lib.to_json(STORED.generator),
-    "train_config": cfg_lib.to_json(STORED.train),
-    "total_epochs": 12,
-}
+VOCODER = VocoderRecord(
+    config=cfg_lib.to_dict(STORED.generator), train_config=cfg_lib.to_dict(STORED.train), total_epochs=12
+)
 
 
 def model(**changes: object) -> ModelState:
-    vae = {"summary": json.dumps({"status": "complete"})}
-    base = ModelState(MODEL, exists=True, vae_attrs=vae, manifest={"root": "/corpus", "files": []})
+    base = ModelState(
+        MODEL, exists=True, vae=VAERecord(status="complete"), manifest={"root": "/corpus", "files": []}
+    )
     return dataclasses.replace(base, **changes)
 
 
-def partial(epoch: int) -> dict[str, object]:
+def partial(epoch: int) -> VocoderRecord:
     """Cancelled during ``epoch``: the ones before it are complete."""
-    return {**VOCODER_ATTRS, "status": "partial", "epoch": epoch, "epochs": epoch - 1}
+    return dataclasses.replace(VOCODER, status="partial", epoch=epoch, epochs_completed=epoch - 1)
 
 
-COMPLETE = {**VOCODER_ATTRS, "status": "complete", "epoch": 12, "epochs": 12}
+COMPLETE = dataclasses.replace(VOCODER, status="complete", epoch=12, epochs_completed=12)
 
 
 def vocoder_request(**changes: object) -> TrainRequest:
@@ -92,14 +90,12 @@ def test_a_complete_vocoder_is_replaced_only_when_confirmed() -> None:
 def test_vae_questions_resume_then_replace(tmp_path: Path) -> None:
     request = TrainRequest(stage="vae", model_path=MODEL, corpus_dir=tmp_path)
     assert question_for(request, ModelState(MODEL)) is None  # a new model
-    unfinished = model(
-        vae_attrs={"summary": json.dumps({"epoch": 4, "epochs_completed": 3})}, vae_checkpoint=True
-    )
+    unfinished = model(vae=VAERecord(epoch=4, epochs_completed=3), vae_checkpoint=True)
     question = question_for(request, unfinished)
     assert question.text == "Model 'bells' has an unfinished VAE run. Resume after epoch 3 or start fresh?"
     assert question.kind == "resume"
     unfinished = dataclasses.replace(
-        unfinished, vae_attrs={**unfinished.vae_attrs, "config": cfg_lib.to_json(cfg_lib.load_vae_config())}
+        unfinished, vae=dataclasses.replace(unfinished.vae, config=cfg_lib.to_dict(cfg_lib.load_vae_config()))
     )
     assert question_for(request.answer("resume"), unfinished) is None
     replace = question_for(request.answer("fresh"), model(vocoder=COMPLETE))
@@ -113,9 +109,7 @@ def test_vae_questions_resume_then_replace(tmp_path: Path) -> None:
 def test_requests_that_cannot_start_are_refused_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(DistillganError, match="has no trained VAE yet: train its VAE to the end first"):
         check_request(vocoder_request(), ModelState(MODEL))
-    unfinished = model(
-        vae_attrs={"summary": json.dumps({"status": "partial", "epoch": 2})}, vae_checkpoint=True
-    )
+    unfinished = model(vae=VAERecord(status="partial", epoch=2), vae_checkpoint=True)
     with pytest.raises(DistillganError, match="has no trained VAE yet"):
         check_request(vocoder_request(), unfinished)
     with pytest.raises(DistillganError, match="has no vocoder training state to resume: start again"):
@@ -175,7 +169,7 @@ def test_closing_the_ui_saves_a_running_training(served, vae_model: Path, recipe
 
     view = job.view()
     assert view.state == "finished" and view.result.status == "partial"
-    vocoder = open_model(vae_model).attrs("vocoder")
+    vocoder = vocoder_record(open_model(vae_model))
     assert open_model(vae_model).has("vocoder_checkpoint")
-    assert views.saved_line(view) == checkpoint_saved(vocoder["epochs"])
+    assert views.saved_line(view) == checkpoint_saved(vocoder.epochs_completed)
     assert not job.lock.held

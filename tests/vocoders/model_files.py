@@ -29,7 +29,8 @@ from torch.nn.utils import parametrize
 from distillgan.config import VAEConfig, VAEModelConfig, VAETrainConfig
 from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderConfig, VocoderTrainConfig
 from distillgan.lightning_modules.vae import VAEModule
-from distillgan.modelfile import ModelLock, write_model
+from distillgan.modelfile import ModelLock, StageRecord, write_model
+from distillgan.modelfile.records import Status
 from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
 from distillgan.networks.hifigan import HiFiGANConfig
 from distillgan.vocoders.bigvgan_weights import REPO_ID
@@ -110,13 +111,13 @@ def vae_sections(cfg: VAEConfig = TINY_VAE, *, seed: int = 0) -> dict[str, Any]:
     # Plausible log-mel statistics, so decoded mels sit where real ones do.
     module.vae.set_normalization(torch.full((128,), -5.0), torch.full((128,), 1.5))
     module.val_history = [1.0, 0.8, 0.7]
-    progress = {"status": "complete", "epoch": 3, "epochs_completed": 3, "total_epochs": 3, "steps": 30}
+    progress = StageRecord(status="complete", epoch=3, epochs_completed=3, total_epochs=3, steps=30)
     return module.model_file_sections(progress)
 
 
 def vocoder_sections(
     *,
-    status: str = "complete",
+    status: Status = "complete",
     epochs: int = 40,
     total_epochs: int = 40,
     val_mel_l1: float | None = 0.3,
@@ -140,13 +141,9 @@ def vocoder_sections(
     module.val_history = [] if val_mel_l1 is None else [val_mel_l1 + 1.0, val_mel_l1]
     module.best_epoch = epochs if val_mel_l1 is not None else 0
     module.bigvgan_val_mel_l1 = bigvgan_val_mel_l1
-    progress = {
-        "status": status,
-        "epoch": epochs,
-        "epochs_completed": epochs,
-        "total_epochs": total_epochs,
-        "steps": epochs * 10,
-    }
+    progress = StageRecord(
+        status=status, epoch=epochs, epochs_completed=epochs, total_epochs=total_epochs, steps=epochs * 10
+    )
     return module.model_file_sections(progress)
 
 

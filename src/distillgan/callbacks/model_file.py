@@ -18,7 +18,8 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
 from distillgan.errors import ModelFileError, TrainingError
-from distillgan.modelfile import ModelLock, Section, open_model, pack_tree, write_model
+from distillgan.modelfile import ModelLock, Section, StageRecord, open_model, pack_tree, write_model
+from distillgan.modelfile.records import Status
 from distillgan.progress import ProgressEvent, ProgressListener
 
 
@@ -100,7 +101,8 @@ class ModelFileCheckpoint(Checkpoint):
     the file atomically, on rank zero only. Resume with
     ``trainer.fit(module, datamodule=..., ckpt_path=model_path)``: weights, optimizers,
     schedulers, loop counters, the data position and RNG states come back exactly.
-    The LightningModule must provide ``model_file_sections(progress) -> dict[str, Section]``.
+    The LightningModule must provide ``model_file_sections(progress) -> dict[str, Section]``;
+    ``progress`` is a :class:`~distillgan.modelfile.StageRecord`, which its stage's record extends.
     """
 
     def __init__(
@@ -127,7 +129,7 @@ class ModelFileCheckpoint(Checkpoint):
         self.listener = listener
         self._own_lock = False
         self._stopped = False
-        self.last_saved: dict[str, Any] | None = None
+        self.last_saved: StageRecord | None = None  # the progress of the latest save
         self.started = False  # training began (a resumed state was restored and checked)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -146,7 +148,7 @@ class ModelFileCheckpoint(Checkpoint):
             self.lock = None
             self._own_lock = False
 
-    def _progress(self, trainer: L.Trainer, status: str) -> dict[str, Any]:
+    def _progress(self, trainer: L.Trainer, status: Status) -> StageRecord:
         """Where the run is, in the user's units: epochs counted from 1, steps = batches trained."""
         finished_run = status == "complete"
         epoch_done = (
@@ -154,15 +156,15 @@ class ModelFileCheckpoint(Checkpoint):
         )
         # after the last epoch Lightning has already advanced current_epoch
         completed = trainer.current_epoch if finished_run else trainer.current_epoch + int(epoch_done)
-        return {
-            "status": status,
-            "epoch": max(1, completed) if finished_run else trainer.current_epoch + 1,
-            "epochs_completed": completed,
-            "total_epochs": trainer.max_epochs or 0,
-            "steps": int(trainer.fit_loop.epoch_loop.batch_progress.total.processed),
-        }
+        return StageRecord(
+            status=status,
+            epoch=max(1, completed) if finished_run else trainer.current_epoch + 1,
+            epochs_completed=completed,
+            total_epochs=trainer.max_epochs or 0,
+            steps=int(trainer.fit_loop.epoch_loop.batch_progress.total.processed),
+        )
 
-    def save(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str) -> None:
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule, status: Status) -> None:
         progress = self._progress(trainer, status)
         sections: dict[str, Section | None] = {}
         if trainer.is_global_zero:
@@ -178,10 +180,10 @@ class ModelFileCheckpoint(Checkpoint):
                 ProgressEvent(
                     stage=self.stage,  # type: ignore[arg-type]
                     kind="checkpoint",
-                    epoch=progress["epoch"],
-                    epochs_done=progress["epochs_completed"],
-                    total_epochs=progress["total_epochs"],
-                    step=progress["steps"],
+                    epoch=progress.epoch or 0,
+                    epochs_done=progress.epochs_completed or 0,
+                    total_epochs=progress.total_epochs or 0,
+                    step=progress.steps or 0,
                     message=status,
                     path=str(self.model_path),
                 )

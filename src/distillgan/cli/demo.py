@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 
 from distillgan.cli.common import SettingType, console_for, models_dir_option
-from distillgan.config import json_attr
 from distillgan.errors import DistillganError, VocoderUnavailableError
 from distillgan.runs import VOCODER_RECIPES
 
@@ -23,12 +22,12 @@ DEMO_CORPUS_FOLDER = "example-corpus"
 
 def _check_demo_owns(model_path: Path, corpus: Path) -> None:
     """Re-running the demo replaces the demo's own model, never a model of the user's."""
-    from distillgan.modelfile import open_model
+    from distillgan.modelfile import dataset_record, open_model
 
     if not model_path.exists():
         return
     try:
-        manifest = json_attr(open_model(model_path).attrs("dataset").get("manifest"))
+        manifest = dataset_record(open_model(model_path)).manifest or {}
     except DistillganError:
         manifest = {}
     if manifest.get("root") != os.path.abspath(corpus):

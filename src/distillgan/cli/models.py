@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import datetime
@@ -24,11 +25,14 @@ def _fmt_time(value: Any) -> str:
         return str(value)
 
 
-def _fmt_metric(value: Any) -> str:
-    """A stored metric, untrusted: 4 significant digits when it is a number, else "?"."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:.4g}"
-    return "?"
+def _fmt_metric(value: float | None) -> str:
+    """A stored metric (None: not recorded, or unreadable): 4 significant digits, else "?"."""
+    return "?" if value is None else f"{value:.4g}"
+
+
+def _known(value: Any) -> Any:
+    """A stored value, "?" when the file does not record one that can be read."""
+    return "?" if value is None else value
 
 
 def _fmt_size(num: int) -> str:
@@ -41,16 +45,16 @@ def _fmt_size(num: int) -> str:
 def stage_summary(reader: Any) -> str:
     """E.g. ``vae (complete, 400 of 400 epochs done), vocoder (partial, 6 of 400 epochs done,
     resumable)``: each stage's status and completed epochs, the one way every front end counts."""
-    from distillgan.progress import epochs_done, saved_epochs
+    from distillgan.modelfile import vae_record, vocoder_record
+    from distillgan.progress import epochs_done
 
     sections = set(reader.sections())
     parts = []
-    for stage in ("vae", "vocoder"):
+    for stage, read in (("vae", vae_record), ("vocoder", vocoder_record)):
         if stage not in sections:
             continue
-        attrs = reader.attrs(stage)
-        saved = json_attr(attrs.get("summary")) if stage == "vae" else attrs
-        text = f"{saved.get('status', '?')}, {epochs_done(*saved_epochs(stage, saved))}"
+        record = read(reader)
+        text = f"{_known(record.status)}, {epochs_done(record.epochs_completed, record.total_epochs)}"
         if f"{stage}_checkpoint" in sections:
             text += ", resumable"
         parts.append(f"{stage} ({text})")
@@ -65,7 +69,7 @@ def model_list(models_dir: Path | None) -> None:
     from rich.table import Table
 
     from distillgan.errors import ModelFileError
-    from distillgan.modelfile import default_models_dir, list_models, open_model
+    from distillgan.modelfile import default_models_dir, file_record, list_models, open_model
 
     console = console_for()
     folder = default_models_dir(models_dir)
@@ -81,13 +85,14 @@ def model_list(models_dir: Path | None) -> None:
     for path in paths:
         try:
             reader = open_model(path)
+            file = file_record(reader)
             table.add_row(
                 escape(path.stem),
                 escape(stage_summary(reader)),
                 _fmt_size(reader.size_bytes()),
                 _fmt_size(_training_state_bytes(path)),
-                escape(_fmt_time(reader.root_attrs.get("created"))),
-                escape(_fmt_time(reader.root_attrs.get("updated"))),
+                escape(_fmt_time(file.created)),
+                escape(_fmt_time(file.updated)),
             )
         except ModelFileError as exc:
             table.add_row(
@@ -128,24 +133,32 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
 
     from distillgan.generation import vocoder_status
     from distillgan.library import TRAINING_STATE, storage, storage_text
-    from distillgan.modelfile import open_model, resolve_model
-    from distillgan.progress import epochs_done, saved_epochs
+    from distillgan.modelfile import (
+        dataset_record,
+        file_record,
+        open_model,
+        resolve_model,
+        vae_record,
+        vocoder_record,
+    )
+    from distillgan.progress import epochs_done
 
     path = resolve_model(name, models_dir)
     reader = open_model(path)
+    file = file_record(reader)
     info: dict[str, Any] = {
         "name": path.stem,
         "path": str(path),
         "size_bytes": reader.size_bytes(),
-        "created": reader.root_attrs.get("created"),
-        "updated": reader.root_attrs.get("updated"),
-        "app_version": reader.root_attrs.get("app_version"),
+        "created": file.created,
+        "updated": file.updated,
+        "app_version": file.app_version,
         "stages": stage_summary(reader),
         "storage": dict(storage(path)),
     }
     if reader.has("dataset"):
         # the file is untrusted: every field may be missing or of any type
-        manifest = json_attr(reader.attrs("dataset").get("manifest"))
+        manifest = dataset_record(reader).manifest or {}
         files = (
             [f for f in manifest.get("files", []) if isinstance(f, dict)]
             if isinstance(manifest.get("files"), list)
@@ -159,14 +172,12 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
                 sum(d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)), 2
             ),
         }
-    if reader.has("vae"):
-        attrs = reader.attrs("vae")
-        info["vae"] = {"config": json_attr(attrs.get("config")), "summary": json_attr(attrs.get("summary"))}
-    if reader.has("vocoder"):
-        info["vocoder"] = {
-            k: (json_attr(v) if isinstance(v, str) and v.startswith("{") else v)
-            for k, v in reader.attrs("vocoder").items()
-        }
+    vae = vae_record(reader) if reader.has("vae") else None
+    if vae is not None:
+        info["vae"] = {"config": vae.config or {}, "summary": vae.summary()}
+    vocoder = vocoder_record(reader) if reader.has("vocoder") else None
+    if vocoder is not None:
+        info["vocoder"] = dataclasses.asdict(vocoder)
     if reader.has("vocoder_checkpoint"):
         info["vocoder_checkpoint"] = True
     try:
@@ -194,30 +205,30 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
     if "corpus" in info:
         c = info["corpus"]
         console.print(escape(f"corpus: {c['files']} files, {c['duration_s']:.1f} s, from {c['root']}"))
-    if "vae" in info:
-        s, m = info["vae"]["summary"], json_attr(info["vae"]["config"].get("model"))
+    if vae is not None:
+        m = json_attr((vae.config or {}).get("model"))
         console.print(
             escape(
-                f"vae: {s.get('status', '?')}, {epochs_done(*saved_epochs('vae', s))}, "
-                f"{s.get('steps', '?')} steps, held-out reconstruction {_fmt_metric(s.get('val_recon_first'))} → {_fmt_metric(s.get('val_recon_last'))} "
+                f"vae: {_known(vae.status)}, {epochs_done(vae.epochs_completed, vae.total_epochs)}, "
+                f"{_known(vae.steps)} steps, held-out reconstruction {_fmt_metric(vae.val_recon_first)} → {_fmt_metric(vae.val_recon_last)} "
                 f"(latent {m.get('latent_dim')}, channels {m.get('channels')})"
             )
         )
-    if "vocoder" in info:
-        v = info["vocoder"]
+    if vocoder is not None:
+        v = vocoder
         console.print(
             escape(
-                f"vocoder: {v.get('type', '?')} {v.get('status', '?')}, {epochs_done(*saved_epochs('vocoder', v))}, "
-                f"{v.get('steps', '?')} steps, held-out mel error best {_fmt_metric(v.get('val_mel_l1_best'))} last {_fmt_metric(v.get('val_mel_l1_last'))}"
+                f"vocoder: {_known(v.type)} {_known(v.status)}, {epochs_done(v.epochs_completed, v.total_epochs)}, "
+                f"{_known(v.steps)} steps, held-out mel error best {_fmt_metric(v.val_mel_l1_best)} last {_fmt_metric(v.val_mel_l1_last)}"
             )
         )
-        held = v.get("held_out_files")
+        held = v.held_out_files
         console.print(
             escape(
-                f"  started from {v.get('started_from', 'scratch')}; keeps epoch {v.get('best_epoch', '?')} (best held-out); "
+                f"  started from {v.started_from or 'scratch'}; keeps epoch {_known(v.best_epoch)} (best held-out); "
                 + (
-                    f"held out: {', '.join(map(str, held))}"
-                    if isinstance(held, list) and held
+                    f"held out: {', '.join(held)}"
+                    if held
                     else "held-out clips come from the training files (too few files to hold whole ones out)"
                 )
             )

@@ -61,7 +61,8 @@ from distillgan.data import (
 )
 from distillgan.errors import ConfigError, ModelFileError, TrainingError
 from distillgan.mel import HOP_LENGTH, LOG_CLAMP, SAMPLE_RATE, log_mel_spectrogram
-from distillgan.modelfile import Section
+from distillgan.modelfile import Section, StageRecord, VocoderRecord
+from distillgan.modelfile.records import VOCODER
 from distillgan.networks.hifigan import (
     Discriminators,
     Generator,
@@ -71,6 +72,7 @@ from distillgan.networks.hifigan import (
     generator_adversarial_loss,
 )
 from distillgan.networks.vae import MelVAE, reconstruct
+from distillgan.vocoders.hifigan import TYPE
 from distillgan.vocoders.prior import StartingWeights, weight_normed
 
 
@@ -662,34 +664,30 @@ class HiFiGANModule(L.LightningModule):
                 "vocoder stays usable; start a new run with --fresh"
             )
 
-    def model_file_sections(self, progress: dict[str, Any]) -> dict[str, Section]:
-        """The held-out-best epoch's inference generator (weight norm folded) and the training summary."""
+    def model_file_sections(self, progress: StageRecord) -> dict[str, Section]:
+        """The held-out-best epoch's inference generator (weight norm folded) and the training summary.
+
+        ``progress`` comes from :class:`~distillgan.callbacks.ModelFileCheckpoint`.
+        """
         weights = self.best_generator or self.generator.inference_state_dict()
         history = self.val_history
-        attrs = {
-            "type": "hifigan_v2",
-            "config": cfg_lib.to_json(self.cfg.generator),
-            "train_config": cfg_lib.to_json(self.cfg.train),
-            "status": progress["status"],
-            "epochs": progress["epochs_completed"],
-            "epoch": progress["epoch"],
-            "total_epochs": progress["total_epochs"],
-            "steps": progress["steps"],
-            "warmup_steps": self.cfg.train.warmup_steps,
-            "val_mel_l1_best": min(history) if history else None,
-            "val_mel_l1_last": history[-1] if history else None,
-            "val_mel_l1_history": history[-1000:],
-            "best_epoch": self.best_epoch,
-            "bigvgan_val_mel_l1": self.bigvgan_val_mel_l1,
-            "held_out_files": self.held_out_files,
-            "started_from": self.started_from,
-            "nonfinite_skipped": self.nonfinite_skipped,
+        record = VocoderRecord(
+            **progress.progress(),
+            type=TYPE,
+            config=cfg_lib.to_dict(self.cfg.generator),
+            train_config=cfg_lib.to_dict(self.cfg.train),
+            warmup_steps=self.cfg.train.warmup_steps,
+            val_mel_l1_best=min(history) if history else None,
+            val_mel_l1_last=history[-1] if history else None,
+            val_mel_l1_history=tuple(history[-1000:]),
+            best_epoch=self.best_epoch,
+            bigvgan_val_mel_l1=self.bigvgan_val_mel_l1,
+            held_out_files=tuple(self.held_out_files),
+            started_from=self.started_from,
+            nonfinite_skipped=self.nonfinite_skipped,
             # steps the GradScaler skipped (16-mixed) since this run started or resumed
-            "grad_scaler_skipped": self._scaler_skipped(),
-            "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        return {
-            "vocoder": Section(
-                attrs=attrs, tensors={f"generator/{k}": v.detach().float().cpu() for k, v in weights.items()}
-            )
-        }
+            grad_scaler_skipped=self._scaler_skipped(),
+            trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        tensors = {f"generator/{k}": v.detach().float().cpu() for k, v in weights.items()}
+        return {VOCODER: Section(attrs=record.to_attrs(), tensors=tensors)}

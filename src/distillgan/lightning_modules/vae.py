@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +14,8 @@ from distillgan.config import VAEConfig
 from distillgan.corpus import pack_short_sounds
 from distillgan.data import CropDataModule, RandomCropLoader, hold_out
 from distillgan.mel import HOP_LENGTH, LOG_CLAMP, log_mel_spectrogram
-from distillgan.modelfile import Section
+from distillgan.modelfile import Section, StageRecord, VAERecord
+from distillgan.modelfile.records import VAE
 from distillgan.networks.vae import MelVAE, kl_divergence
 
 MEL_FLOOR = float(torch.log(torch.tensor(LOG_CLAMP)))
@@ -130,21 +130,18 @@ class VAEModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_history = list(checkpoint.get("val_history", []))
 
-    def model_file_sections(self, progress: dict[str, Any]) -> dict[str, Section]:
+    def model_file_sections(self, progress: StageRecord) -> dict[str, Section]:
         """The inference part of this stage as it goes into the model file.
 
-        ``progress`` comes from :class:`~distillgan.callbacks.ModelFileCheckpoint` (status,
-        epoch, epochs_completed, total_epochs, steps).
+        ``progress`` comes from :class:`~distillgan.callbacks.ModelFileCheckpoint`.
         """
-        summary = {
-            **progress,
-            "val_recon_first": self.val_history[0] if self.val_history else None,
-            "val_recon_last": self.val_history[-1] if self.val_history else None,
-            "val_recon_best": min(self.val_history) if self.val_history else None,
-        }
+        history = self.val_history
+        record = VAERecord(
+            **progress.progress(),
+            config=cfg_lib.to_dict(self.cfg),
+            val_recon_first=history[0] if history else None,
+            val_recon_last=history[-1] if history else None,
+            val_recon_best=min(history) if history else None,
+        )
         weights = {f"weights/{k}": v.detach().float().cpu() for k, v in self.vae.state_dict().items()}
-        return {
-            "vae": Section(
-                attrs={"config": cfg_lib.to_json(self.cfg), "summary": json.dumps(summary)}, tensors=weights
-            )
-        }
+        return {VAE: Section(attrs=record.to_attrs(), tensors=weights)}

@@ -11,6 +11,8 @@ One module a job:
 * :mod:`~distillgan.modelfile.schema`: the format mark, schema version, :class:`Section` and stored dtypes.
 * :mod:`~distillgan.modelfile.reader`: :func:`open_model`, which treats every file as hostile input
   and turns every library error into a :class:`ModelFileError` with one clear line.
+* :mod:`~distillgan.modelfile.records`: typed records of what each stage holds (:class:`VAERecord`,
+  :class:`VocoderRecord`, ...), the one place that reads and writes stage attributes.
 * :mod:`~distillgan.modelfile.writer`: :func:`write_model`, which replaces the whole file atomically.
 * :mod:`~distillgan.modelfile.lock`: :class:`ModelLock`, the exclusive writer lock.
 * :mod:`~distillgan.modelfile.tree`: :func:`pack_tree` / :func:`unpack_tree`, the checkpoint codec.
@@ -38,6 +40,19 @@ from distillgan.modelfile.reader import (
     ModelReader,
     open_model,
 )
+from distillgan.modelfile.records import (
+    DatasetRecord,
+    DiscriminatorsRecord,
+    FileRecord,
+    StageRecord,
+    VAERecord,
+    VocoderRecord,
+    dataset_record,
+    discriminators_record,
+    file_record,
+    vae_record,
+    vocoder_record,
+)
 from distillgan.modelfile.schema import FORMAT, SCHEMA_VERSION, Section
 from distillgan.modelfile.tree import TREE_KEY, pack_tree, unpack_tree
 from distillgan.modelfile.writer import write_model
@@ -53,10 +68,19 @@ __all__ = [
     "SCHEMA_VERSION",
     "SUFFIX",
     "TREE_KEY",
+    "DatasetRecord",
+    "DiscriminatorsRecord",
+    "FileRecord",
     "ModelLock",
     "ModelReader",
     "Section",
+    "StageRecord",
+    "VAERecord",
+    "VocoderRecord",
+    "dataset_record",
     "default_models_dir",
+    "discriminators_record",
+    "file_record",
     "list_models",
     "model_name",
     "new_model_path",
@@ -64,5 +88,7 @@ __all__ = [
     "pack_tree",
     "resolve_model",
     "unpack_tree",
+    "vae_record",
+    "vocoder_record",
     "write_model",
 ]

@@ -27,6 +27,7 @@ from distillgan.modelfile.schema import (
     SCHEMA_VERSION,
     _is_plain_numeric,
     _torch,
+    renamed_attrs,
 )
 from distillgan.modelfile.tree import TREE_KEY, unpack_tree
 
@@ -321,8 +322,15 @@ class ModelReader:
             return _SECTION_RE.fullmatch(section) is not None and isinstance(_child(f, section), h5py.Group)
 
     def attrs(self, section: str) -> dict[str, Any]:
+        """The stage's attributes under this schema's names (an older file's renamed ones too).
+        Read them through :mod:`~distillgan.modelfile.records`, which checks every value."""
         with self._open() as f:
-            return _json_attrs(self._section(f, section))
+            attrs = _json_attrs(self._section(f, section))
+            version = _plain_attr(f, "schema_version")  # checked by _open_h5: this very file's
+        for old, new in renamed_attrs(version, section):
+            if old in attrs and new not in attrs:
+                attrs[new] = attrs.pop(old)
+        return attrs
 
     def tensors(
         self,

@@ -15,8 +15,12 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-SCHEMA_VERSION: int = 1
+SCHEMA_VERSION: int = 2
 FORMAT = "distillgan"
+# Attributes a schema version renamed, as (version, stage, old name, new name). Schema 2 gave the
+# vocoder's completed-epoch count the name the VAE's summary uses. An older file's attributes are
+# read under the new names, and its stages copied into a rewrite are renamed with it.
+RENAMED_ATTRS = ((2, "vocoder", "epochs", "epochs_completed"),)
 
 _BF16_ATTR = "torch_dtype"
 _PLAIN_NUMERIC = frozenset(
@@ -37,6 +41,11 @@ class Section:
 
     attrs: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, torch.Tensor | np.ndarray] = field(default_factory=dict)
+
+
+def renamed_attrs(version: int, section: str) -> list[tuple[str, str]]:
+    """(old name, new name) of ``section``'s attributes renamed since schema ``version``."""
+    return [(old, new) for since, stage, old, new in RENAMED_ATTRS if version < since and stage == section]
 
 
 def _is_plain_numeric(dtype: np.dtype) -> bool:

@@ -23,15 +23,16 @@ import numpy as np
 from distillgan import __version__
 from distillgan.errors import DamagedModelFileError, ModelFileError
 from distillgan.modelfile.paths import _TMP_MARK, _canonical
-from distillgan.modelfile.reader import _brief, _damaged_file_errors, open_model
+from distillgan.modelfile.reader import _brief, _damaged_file_errors, _plain_attr, open_model
+from distillgan.modelfile.records import FileRecord
 from distillgan.modelfile.schema import (
     _BF16_ATTR,
     _SECTION_RE,
-    FORMAT,
     SCHEMA_VERSION,
     Section,
     _to_numpy,
     _utc_now,
+    renamed_attrs,
 )
 
 if TYPE_CHECKING:
@@ -183,19 +184,21 @@ def _build(tmp: Path, old: Path | None, sections: Mapping[str, Section | None], 
         with h5py.File(guard, "w") as out:
             if old is not None:
                 with _damaged_file_errors(old), h5py.File(old, "r") as src:
+                    version = _plain_attr(src, "schema_version")  # checked when write_model opened it
                     for name in _stored_sections(src):
                         if name not in sections:
                             src.copy(src[name], out, name=name)  # attributes and nested data come along
+                            # the rewrite is of this schema: the copied stage takes its names
+                            group = out[name]
+                            for old_name, new_name in renamed_attrs(version, name):
+                                if old_name in group.attrs and new_name not in group.attrs:
+                                    h5py.h5a.rename(group.id, old_name.encode(), new_name.encode())
                 guard.check()  # outside: a failed write is not a damaged old file
             for name, section in sections.items():
                 if section is not None:
                     _write_section(out, name, section, guard.check)
             now = _utc_now()
-            out.attrs["format"] = FORMAT
-            out.attrs["schema_version"] = SCHEMA_VERSION
-            out.attrs["app_version"] = __version__
-            out.attrs["created"] = created or now
-            out.attrs["updated"] = now
+            out.attrs.update(FileRecord(SCHEMA_VERSION, __version__, created or now, now).to_attrs())
         guard.check()  # closing flushed HDF5's last buffers through the guard
         # fsync gets the bytes on disk before the rename makes them live
         os.fsync(fd)

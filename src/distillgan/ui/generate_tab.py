@@ -219,7 +219,7 @@ class GenerateTab:
         names = []
         for path in list_models(self.models_dir):
             state = read_model_state(path)
-            if state.vae_attrs is not None:
+            if state.vae is not None:
                 names.append(model_name(path))
         return names
 

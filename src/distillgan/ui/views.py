@@ -19,7 +19,8 @@ from distillgan.corpus import format_duration
 from distillgan.data import HOLD_OUT_FILES_FROM
 from distillgan.errors import ConfigError
 from distillgan.lightning_modules.hifigan import PREVIEW_SECONDS
-from distillgan.progress import TABLE, checkpoint_saved, epochs_done, labelled, saved_epochs
+from distillgan.modelfile import StageRecord
+from distillgan.progress import TABLE, checkpoint_saved, epochs_done, labelled
 from distillgan.ui.jobs import JobView, ModelState
 from distillgan.vocoders.hifigan import describe_held_out
 
@@ -229,35 +230,35 @@ def model_summary(
     return " · ".join(parts)
 
 
-def _unfinished(stage: str, saved: dict[str, Any], total: int | None) -> str:
+def _unfinished(saved: StageRecord, total: int | None) -> str:
     """An unfinished run's count: the epochs saved, of the live run's total when one runs (a
     resumed run may end elsewhere than the run it continues)."""
-    done, stored_total = saved_epochs(stage, saved)
-    return epochs_done(done, total or stored_total)
+    return epochs_done(saved.epochs_completed, total or saved.total_epochs)
 
 
 def vae_line(state: ModelState, total: int | None = None) -> str:
-    summary = state.vae_summary
-    if summary is None:
+    vae = state.vae
+    if vae is None:
         return "no VAE yet"
-    if summary.get("status") == "complete":
-        return f"VAE trained ({epochs_done(*saved_epochs('vae', summary))})"
-    return f"VAE unfinished ({_unfinished('vae', summary, total)})"
+    if vae.complete:
+        return f"VAE trained ({epochs_done(vae.epochs_completed, vae.total_epochs)})"
+    return f"VAE unfinished ({_unfinished(vae, total)})"
 
 
 def vocoder_line(state: ModelState, total: int | None = None) -> str:
     vocoder = state.vocoder
     if vocoder is None:
         return "no per-model vocoder yet"
-    if vocoder.get("status") == "complete":
-        done = epochs_done(*saved_epochs("vocoder", vocoder))
-        line = f"vocoder trained ({done}, from {vocoder.get('started_from', 'scratch')})"
-        best = vocoder.get("val_mel_l1_best")
-        if isinstance(best, (int, float)):
-            where = describe_held_out(vocoder.get("held_out_files"))
-            line += f": held-out mel error {best:.3g} on {where}, epoch {vocoder.get('best_epoch', '?')} kept"
+    if vocoder.complete:
+        done = epochs_done(vocoder.epochs_completed, vocoder.total_epochs)
+        line = f"vocoder trained ({done}, from {vocoder.started_from or 'scratch'})"
+        best = vocoder.val_mel_l1_best
+        if best is not None:
+            where = describe_held_out(vocoder.held_out_files)
+            kept = "?" if vocoder.best_epoch is None else vocoder.best_epoch
+            line += f": held-out mel error {best:.3g} on {where}, epoch {kept} kept"
         return line
-    return f"vocoder unfinished ({_unfinished('vocoder', vocoder, total)})"
+    return f"vocoder unfinished ({_unfinished(vocoder, total)})"
 
 
 def vocoder_notice(state: ModelState | None, vae_running: bool) -> str:
@@ -266,10 +267,10 @@ def vocoder_notice(state: ModelState | None, vae_running: bool) -> str:
         return "Train the VAE first: this section unlocks when the model has a trained VAE."
     if vae_running:
         return "The VAE is training: this section unlocks when it finishes."
-    summary = state.vae_summary
-    if summary is not None and not state.vae_complete:
+    vae = state.vae
+    if vae is not None and not vae.complete:
         return (
-            f"The VAE is unfinished ({epochs_done(*saved_epochs('vae', summary))}): "
+            f"The VAE is unfinished ({epochs_done(vae.epochs_completed, vae.total_epochs)}): "
             "resume it to the end; this section unlocks when it is trained."
         )
     if not state.can_train_vocoder:

@@ -19,7 +19,6 @@ never picks a vocoder while warning about its quality.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import threading
@@ -32,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillgan import config as cfg_lib
-from distillgan.config import stored_count
 from distillgan.errors import ConfigError, ModelFileError, VocoderUnavailableError
-from distillgan.modelfile import open_model
+from distillgan.modelfile import open_model, vocoder_record
+from distillgan.modelfile.records import VOCODER
 from distillgan.networks.hifigan import LRELU_SLOPE, Generator, HiFiGANConfig, generator_shapes
 from distillgan.vocoders.base import (
     Vocoder,
@@ -46,7 +45,6 @@ from distillgan.vocoders.native import PackedStage, resblock_kernel
 
 log = logging.getLogger(__name__)
 
-SECTION = "vocoder"
 TYPE = "hifigan_v2"
 
 # Held-out mel L1 (natural-log mel, the training validation metric) at or below which a vocoder's
@@ -64,13 +62,13 @@ class HiFiGANInfo:
     """The training summary of a model's per-model vocoder (no weights)."""
 
     status: str  # "complete" | "partial"
-    epochs: int  # completed epochs
+    epochs_completed: int
     total_epochs: int | None
     steps: int | None
     val_mel_l1: float | None  # held-out mel error of the stored (best) weights
     best_epoch: int | None
     bigvgan_val_mel_l1: float | None  # BigVGAN-v2 on the same clips, when it was scored
-    held_out_files: list[str] | None  # None: the clips were cut from training files
+    held_out_files: tuple[str, ...] | None  # None: the clips were cut from training files
     started_from: str | None
 
     @property
@@ -110,26 +108,24 @@ class HiFiGANInfo:
             return None
         if self.bigvgan_val_mel_l1 is not None and self.val_mel_l1 is not None:
             return f"BigVGAN-v2 renders this model's held-out clips better ({self.comparison()})"
-        return f"Trained for {self.epochs} epoch{'' if self.epochs == 1 else 's'} — quality may be limited"
+        done = self.epochs_completed
+        return f"Trained for {done} epoch{'' if done == 1 else 's'} — quality may be limited"
 
 
-def stored_config(text: Any, where: Path) -> HiFiGANConfig:
-    """The generator config a model file stores (untrusted: validated, one clear error)."""
+def stored_config(config: dict[str, Any] | None, where: Path) -> HiFiGANConfig:
+    """The generator config a model file stores (a record's mapping, untrusted: validated, one
+    clear error; None: it stores none that can be read)."""
     try:
-        return cfg_lib.from_json(HiFiGANConfig, text if isinstance(text, str) else json.dumps(text))
+        return cfg_lib.from_dict(HiFiGANConfig, config)
     except ConfigError as error:
         raise ModelFileError(f"the vocoder config stored in {where} is unusable: {error}") from error
 
 
-def describe_held_out(files: Any) -> str:
+def describe_held_out(files: tuple[str, ...] | None) -> str:
     """Where a vocoder's held-out figure comes from, from the stored ``held_out_files``."""
-    if isinstance(files, list) and files:
+    if files:
         return f"{len(files)} held-out file{'s' if len(files) > 1 else ''}"
     return "clips held out from its training files"
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def read_vocoder_info(model_path: Path) -> HiFiGANInfo | None:
@@ -138,33 +134,28 @@ def read_vocoder_info(model_path: Path) -> HiFiGANInfo | None:
     Raises :class:`ModelFileError` for a vocoder stage this version cannot use.
     """
     reader = open_model(model_path)
-    if not reader.has(SECTION):
+    if not reader.has(VOCODER):
         return None
-    attrs = reader.attrs(SECTION)
-    kind = attrs.get("type")
-    if kind != TYPE:
+    record = vocoder_record(reader)
+    if record.type != TYPE:
         raise ModelFileError(
-            f"the vocoder stored in {model_path} is of type {kind!r}, which this distillgan cannot use "
-            f"(expected {TYPE!r}; was it made by a newer version?)"
+            f"the vocoder stored in {model_path} is of type {record.type!r}, which this distillgan cannot "
+            f"use (expected {TYPE!r}; was it made by a newer version?)"
         )
-    status = attrs.get("status")
-    epochs = stored_count(attrs.get("epochs"))
-    if status not in ("complete", "partial") or epochs is None:
+    if record.status is None or record.epochs_completed is None:
         raise ModelFileError(f"the vocoder stage of {model_path} is damaged (bad status or epoch count)")
-    best_epoch = stored_count(attrs.get("best_epoch"))
-    held_out = attrs.get("held_out_files")
-    started = attrs.get("started_from")
+    best_epoch = record.best_epoch
     return HiFiGANInfo(
-        status=status,
-        epochs=epochs,
-        total_epochs=stored_count(attrs.get("total_epochs")),
-        steps=stored_count(attrs.get("steps")),
+        status=record.status,
+        epochs_completed=record.epochs_completed,
+        total_epochs=record.total_epochs,
+        steps=record.steps,
         # files from before best-epoch keeping stored the last epoch's weights
-        val_mel_l1=_number(attrs.get("val_mel_l1_best" if best_epoch else "val_mel_l1_last")),
+        val_mel_l1=record.val_mel_l1_best if best_epoch else record.val_mel_l1_last,
         best_epoch=best_epoch or None,
-        bigvgan_val_mel_l1=_number(attrs.get("bigvgan_val_mel_l1")),
-        held_out_files=[str(f) for f in held_out] if isinstance(held_out, list) and held_out else None,
-        started_from=started if isinstance(started, str) else None,
+        bigvgan_val_mel_l1=record.bigvgan_val_mel_l1,
+        held_out_files=record.held_out_files or None,
+        started_from=record.started_from,
     )
 
 
@@ -425,12 +416,11 @@ def load_hifigan(model_path: Path, device: str | torch.device = "cpu") -> HiFiGA
 def _load_cached(path_text: str, inode: int, mtime_ns: int, size: int, device: str) -> HiFiGANVocoder:
     path = Path(path_text)
     reader = open_model(path)
-    if not reader.has(SECTION):
+    if not reader.has(VOCODER):
         raise VocoderUnavailableError(f"model '{path.stem}' has no per-model vocoder")
-    attrs = reader.attrs(SECTION)
-    cfg = stored_config(attrs.get("config"), path)
+    cfg = stored_config(vocoder_record(reader).config, path)
     # the stored shapes must be the ones the config implies before anything is built: a small
     # hostile file cannot make the loader allocate the large network its config describes
-    state = reader.tensors(SECTION, generator_shapes(cfg), prefix="generator", map_location=device)
+    state = reader.tensors(VOCODER, generator_shapes(cfg), prefix="generator", map_location=device)
     network = build_generator(cfg, {name: t.float() for name, t in state.items()})
     return HiFiGANVocoder(network, torch.device(device))

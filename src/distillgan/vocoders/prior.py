@@ -10,6 +10,7 @@ keeps no discriminators outside its resumable training state).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,20 @@ from torch.nn.utils import parametrizations
 
 from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, ModelFileError
-from distillgan.modelfile import ModelLock, Section, open_model, write_model
+from distillgan.modelfile import (
+    DiscriminatorsRecord,
+    ModelLock,
+    Section,
+    discriminators_record,
+    open_model,
+    vocoder_record,
+    write_model,
+)
+from distillgan.modelfile.records import DISCRIMINATORS, VOCODER
 from distillgan.networks.hifigan import Discriminators, Generator, HiFiGANConfig, generator_shapes
 from distillgan.vocoders.hifigan import stored_config
 
 PRIOR_PATH = Path(__file__).parent / "prior" / "hifigan_v2_prior.h5"
-DISCRIMINATORS = "vocoder_discriminators"
 INIT_CHOICES = ("prior", "scratch")  # or a model's name or path
 
 
@@ -42,19 +51,19 @@ class StartingWeights:
 def read_starting_weights(path: Path, source: str) -> StartingWeights:
     """The generator in ``path``'s ``/vocoder``, and its discriminators where the file has them."""
     reader = open_model(path)
-    if not reader.has("vocoder"):
+    if not reader.has(VOCODER):
         raise ModelFileError(f"{path} has no vocoder to start from")
-    cfg = stored_config(reader.attrs("vocoder").get("config"), path)
+    cfg = stored_config(vocoder_record(reader).config, path)
     # stored shapes are checked against the ones the configs imply before anything is built
-    generator = reader.tensors("vocoder", generator_shapes(cfg), prefix="generator")
+    generator = reader.tensors(VOCODER, generator_shapes(cfg), prefix="generator")
     discriminators, divisor = None, None
     if reader.has(DISCRIMINATORS):
-        divisor = reader.attrs(DISCRIMINATORS).get("discriminator_channel_divisor")
+        divisor = discriminators_record(reader).discriminator_channel_divisor
         discriminators = reader.tensors(DISCRIMINATORS, _discriminator_shapes(cfg, divisor, path))
     return StartingWeights(source, cfg, generator, discriminators, divisor)
 
 
-def _discriminator_shapes(cfg: HiFiGANConfig, divisor: object, where: Path) -> dict[str, tuple[int, ...]]:
+def _discriminator_shapes(cfg: HiFiGANConfig, divisor: int | None, where: Path) -> dict[str, tuple[int, ...]]:
     """The discriminators' weight shapes for ``cfg`` at the stored width, laid out on the meta device."""
     d_cfg = stored_config({**cfg_lib.to_dict(cfg), "discriminator_channel_divisor": divisor}, where)
     with torch.device("meta"):
@@ -91,21 +100,22 @@ def export(run: Path, out: Path = PRIOR_PATH) -> Path:
     """Write the prior package file from a prior training run's model file: its kept (held-out
     best) generator and the discriminators of its latest training state."""
     reader = open_model(run)
-    attrs = reader.attrs("vocoder")
-    cfg = stored_config(attrs["config"], run)
-    generator = reader.tensors("vocoder", generator_shapes(cfg), prefix="generator")
+    record = vocoder_record(reader)
+    cfg = stored_config(record.config, run)
+    generator = reader.tensors(VOCODER, generator_shapes(cfg), prefix="generator")
     state = reader.tree("vocoder_checkpoint")["state_dict"]
     prefix = "discriminators."
     discriminators = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     sections = {
-        "vocoder": Section(
-            attrs={**attrs, "status": "complete", "started_from": "scratch"},
+        VOCODER: Section(
+            # the prior is a finished vocoder, trained from scratch (in sittings)
+            attrs=dataclasses.replace(record, status="complete", started_from="scratch").to_attrs(),
             tensors={f"generator/{k}": v.float() for k, v in generator.items()},
         ),
         DISCRIMINATORS: Section(
-            attrs={"discriminator_channel_divisor": cfg.discriminator_channel_divisor},
+            attrs=DiscriminatorsRecord(cfg.discriminator_channel_divisor).to_attrs(),
             tensors={k: v.float() for k, v in discriminators.items()},
         ),
     }
