@@ -46,7 +46,8 @@ def logged_write(target, sections, **kwargs):
     return real_write(target, sections, **kwargs)
 
 model_file.write_model = logged_write
-cfg = load_vocoder_config(None, {"train": {"epochs": 2}}, recipe="vocoder_tiny")
+# epochs that cover the corpus once across the ranks (not the tiny recipe's fixed budget)
+cfg = load_vocoder_config(None, {"train": {"epochs": 2, "steps_per_epoch": 0, "batch_size": 16}}, recipe="vocoder_tiny")
 lock = ModelLock(path, owner="test").acquire() if rank == 0 else None
 options = TrainerOptions(accelerator="cpu", devices=2, strategy="ddp")
 result = train_vocoder(load_corpus(corpus), path, cfg, lock=lock, options=options)

@@ -5,7 +5,7 @@ each gets a :class:`FileVerdict` with a one-line reason, and only a corpus with 
 all is an error. Short files (one-shots: a drum hit, a pluck) are kept: only files under
 :data:`MIN_DURATION_S` are too short, and :func:`pack_short_sounds` joins short sounds into
 training sequences. The manifest records each file's identity so a later run can tell whether
-the corpus is still there and unchanged.
+the corpus is still there and unchanged, and a later run finds the corpus again through it.
 """
 
 from __future__ import annotations
@@ -455,3 +455,41 @@ def _same_hash(path: Path, expected: str) -> bool:
         return _sha256(path) == expected
     except OSError:
         return False
+
+
+def check_model_corpus(
+    manifest: dict[str, Any], *, audio_dir: Path | None = None, accept_changes: bool = False
+) -> ManifestCheck:
+    """Compare a model's corpus manifest with the disk (cheap: hashes only files whose mtime moved).
+
+    Raises :class:`~distillgan.errors.CorpusError` naming the missing or changed files unless
+    ``accept_changes``, or when none of the files is left; returns the ``ManifestCheck``.
+    """
+    check = check_manifest(manifest, audio_dir)
+    if not check.root_found:
+        raise CorpusError(f"{check.describe()}: point to it with --audio-dir DIR")
+    if not check.ok and not accept_changes:
+        raise CorpusError(
+            f"the corpus no longer matches the model: {check.describe()}; "
+            "use --audio-dir if it moved, or --accept-corpus-changes to train on what is there"
+        )
+    if len(check.missing) == check.total:
+        raise CorpusError(f"none of the model's {check.total} corpus files are under {check.root}")
+    return check
+
+
+def load_model_corpus(
+    manifest: dict[str, Any],
+    *,
+    audio_dir: Path | None = None,
+    accept_changes: bool = False,
+    on_skip: Any = None,
+) -> Corpus:
+    """The corpus a model was trained on, found again through its manifest.
+
+    Missing or changed files are named; training refuses such a corpus unless
+    ``accept_changes``, and then uses the files that are there as they are now.
+    """
+    check = check_model_corpus(manifest, audio_dir=audio_dir, accept_changes=accept_changes)
+    present = [f["path"] for f in manifest["files"] if f["path"] not in set(check.missing)]
+    return load_corpus(check.root, paths=present, on_skip=on_skip)

@@ -42,7 +42,7 @@ import torch
 
 from distillgan.corpus import Corpus, format_duration
 from distillgan.mel import HOP_LENGTH
-from distillgan.training import TrainerOptions
+from distillgan.training import RunLength, TrainerOptions, run_length_of
 
 MIN_CROP = 4 * HOP_LENGTH  # the shortest crop a vocoder recipe allows
 
@@ -59,45 +59,6 @@ TIMED_STEPS = 1
 # A run with no more steps left than this is not timed: the measurement (a Trainer's set-up and up
 # to 4 steps) would be a large share of it, and so few steps cannot come near ASK_ABOVE_S.
 TIMED_ABOVE_STEPS = 50
-
-
-@dataclass(frozen=True)
-class RunLength:
-    """A run's length in the user's units. Steps are generator steps (vocoder) or optimizer
-    steps (VAE); under DDP a step is one batch on every process."""
-
-    stage: str
-    epochs: int
-    steps_per_epoch: int
-    steps_done: int = 0  # a resumed run's steps already trained
-    warmup_steps: int = 0  # the vocoder's reconstruction warm-up (generator-only steps)
-    adaptive: bool = False  # the epochs were adapted to the corpus (no number asked for anywhere)
-
-    @property
-    def total_steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
-
-    @property
-    def steps_left(self) -> int:
-        return max(0, self.total_steps - self.steps_done)
-
-    @property
-    def warmup_steps_left(self) -> int:
-        return max(0, min(self.warmup_steps, self.total_steps) - self.steps_done)
-
-    def text(self) -> str:
-        """E.g. ``8 epochs × 100 generator steps = 800 steps (the first 500 a reconstruction
-        warm-up), 300 left``."""
-        unit = "generator steps" if self.stage == "vocoder" else "steps"
-        text = (
-            f"{_count(self.epochs, 'epoch')}{' (adapted to the corpus)' if self.adaptive else ''} × "
-            f"{self.steps_per_epoch:,} {unit} = {self.total_steps:,} steps"
-        )
-        if self.warmup_steps:
-            text += f" (the first {min(self.warmup_steps, self.total_steps):,} a reconstruction warm-up)"
-        if self.steps_done:
-            text += f", {self.steps_left:,} left"
-        return text
 
 
 @dataclass(frozen=True)
@@ -140,10 +101,6 @@ class RunEstimate:
         )
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
 def _datamodule(stage: str, cfg: Any, corpus: Corpus) -> Any:
     """The stage's own DataModule on ``corpus`` (its held-out split decides the epoch's length).
     The vocoder's VAE-aware batches are left out: they change what a batch holds, not its cost."""
@@ -155,30 +112,6 @@ def _datamodule(stage: str, cfg: Any, corpus: Corpus) -> Any:
     from distillgan.lightning_modules.hifigan import VocoderDataModule
 
     return VocoderDataModule(audio, cfg.train)
-
-
-def _run_length(
-    stage: str, cfg: Any, datamodule: Any, world_size: int, epochs: int | None, steps_done: int
-) -> RunLength:
-    """The length :func:`distillgan.training.train_vae` / ``train_vocoder`` will train."""
-    from distillgan.training import steps_per_epoch, vae_epochs_for, vocoder_epochs_for
-
-    if stage == "vae":
-        t = cfg.train
-        per_epoch = steps_per_epoch(
-            [m.shape[-1] for m in datamodule.train_mels], t.chunk_frames, t.batch_size, world_size
-        )
-        chosen = epochs or t.epochs
-        return RunLength(
-            "vae", chosen or vae_epochs_for(per_epoch), per_epoch, steps_done, adaptive=not chosen
-        )
-    t = cfg.train
-    per_epoch = t.steps_per_epoch or steps_per_epoch(
-        [a.shape[-1] for a in datamodule.train_audio], t.segment_samples, t.batch_size, world_size
-    )
-    chosen = epochs or t.epochs
-    total = chosen or vocoder_epochs_for(per_epoch, t.warmup_steps)
-    return RunLength("vocoder", total, per_epoch, steps_done, t.warmup_steps, adaptive=not chosen)
 
 
 class _StepTimer(L.Callback):
@@ -313,7 +246,7 @@ def run_length(
     Arguments as for :func:`estimate_run`.
     """
     options, world_size = _checked(stage, cfg, options)
-    return _run_length(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
+    return run_length_of(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
 
 
 def estimate_run(
@@ -341,7 +274,7 @@ def estimate_run(
     :class:`~distillgan.errors.ConfigError` for options Lightning refuses.
     """
     options, world_size = _checked(stage, cfg, options)
-    length = _run_length(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
+    length = run_length_of(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
     if length.steps_left <= TIMED_ABOVE_STEPS:
         return RunEstimate(length, None, None, "")
     step_s, warmup_s, device, scale = _measure(

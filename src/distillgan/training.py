@@ -130,47 +130,71 @@ def steps_per_epoch(lengths: list[int], crop: int, batch_size: int, world_size: 
     return epoch_batches(lengths, crop, batch_size, world_size)
 
 
-def check_model_corpus(
-    manifest: dict[str, Any], *, audio_dir: Path | None = None, accept_changes: bool = False
-) -> Any:
-    """Compare a model's corpus manifest with the disk (cheap: hashes only files whose mtime moved).
+@dataclass(frozen=True)
+class RunLength:
+    """A run's length in the user's units. Steps are generator steps (vocoder) or optimizer
+    steps (VAE); under DDP a step is one batch on every process."""
 
-    Raises :class:`~distillgan.errors.CorpusError` naming the missing or changed files unless
-    ``accept_changes``, or when none of the files is left; returns the ``ManifestCheck``.
-    """
-    from distillgan.corpus import check_manifest
-    from distillgan.errors import CorpusError
+    stage: str
+    epochs: int
+    steps_per_epoch: int
+    steps_done: int = 0  # a resumed run's steps already trained
+    warmup_steps: int = 0  # the vocoder's reconstruction warm-up (generator-only steps)
+    adaptive: bool = False  # the epochs were adapted to the corpus (no number asked for anywhere)
 
-    check = check_manifest(manifest, audio_dir)
-    if not check.root_found:
-        raise CorpusError(f"{check.describe()}: point to it with --audio-dir DIR")
-    if not check.ok and not accept_changes:
-        raise CorpusError(
-            f"the corpus no longer matches the model: {check.describe()}; "
-            "use --audio-dir if it moved, or --accept-corpus-changes to train on what is there"
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def steps_left(self) -> int:
+        return max(0, self.total_steps - self.steps_done)
+
+    @property
+    def warmup_steps_left(self) -> int:
+        return max(0, min(self.warmup_steps, self.total_steps) - self.steps_done)
+
+    def text(self) -> str:
+        """E.g. ``8 epochs × 100 generator steps = 800 steps (the first 500 a reconstruction
+        warm-up), 300 left``."""
+        unit = "generator steps" if self.stage == "vocoder" else "steps"
+        text = (
+            f"{_count(self.epochs, 'epoch')}{' (adapted to the corpus)' if self.adaptive else ''} × "
+            f"{self.steps_per_epoch:,} {unit} = {self.total_steps:,} steps"
         )
-    if len(check.missing) == check.total:
-        raise CorpusError(f"none of the model's {check.total} corpus files are under {check.root}")
-    return check
+        if self.warmup_steps:
+            text += f" (the first {min(self.warmup_steps, self.total_steps):,} a reconstruction warm-up)"
+        if self.steps_done:
+            text += f", {self.steps_left:,} left"
+        return text
 
 
-def load_model_corpus(
-    manifest: dict[str, Any],
-    *,
-    audio_dir: Path | None = None,
-    accept_changes: bool = False,
-    on_skip: Any = None,
-) -> Corpus:
-    """The corpus a model was trained on, found again through its manifest.
+def run_length_of(
+    stage: str, cfg: Any, datamodule: Any, world_size: int, epochs: int | None = None, steps_done: int = 0
+) -> RunLength:
+    """The length :func:`train_vae` / :func:`train_vocoder` train (and the estimate shows):
+    ``datamodule`` is the stage's own, whose training split decides an epoch's steps; ``epochs``
+    the vocoder's ``epochs`` argument (None or 0: the recipe decides, else the adaptive default)."""
+    t = cfg.train
+    if stage == "vae":
+        per_epoch = steps_per_epoch(
+            [m.shape[-1] for m in datamodule.train_mels], t.chunk_frames, t.batch_size, world_size
+        )
+        chosen = epochs or t.epochs
+        return RunLength(
+            "vae", chosen or vae_epochs_for(per_epoch), per_epoch, steps_done, adaptive=not chosen
+        )
+    # a recipe's fixed steps_per_epoch counts steps, which every process takes together
+    per_epoch = t.steps_per_epoch or steps_per_epoch(
+        [a.shape[-1] for a in datamodule.train_audio], t.segment_samples, t.batch_size, world_size
+    )
+    chosen = epochs or t.epochs
+    total = chosen or vocoder_epochs_for(per_epoch, t.warmup_steps)
+    return RunLength("vocoder", total, per_epoch, steps_done, t.warmup_steps, adaptive=not chosen)
 
-    Missing or changed files are named; training refuses such a corpus unless
-    ``accept_changes``, and then uses the files that are there as they are now.
-    """
-    from distillgan.corpus import load_corpus
 
-    check = check_model_corpus(manifest, audio_dir=audio_dir, accept_changes=accept_changes)
-    present = [f["path"] for f in manifest["files"] if f["path"] not in set(check.missing)]
-    return load_corpus(check.root, paths=present, on_skip=on_skip)
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 # A resumed vocoder run keeps these from its own stored recipe: they shape the optimisation.
@@ -375,13 +399,8 @@ def train_vae(
     options = options or TrainerOptions(accelerator=cfg.train.accelerator)
     cancel = cancel or CancelToken()
     datamodule = VAEDataModule([f.audio for f in corpus.files], cfg)
-    per_epoch = steps_per_epoch(
-        [m.shape[-1] for m in datamodule.train_mels],
-        cfg.train.chunk_frames,
-        cfg.train.batch_size,
-        _probe(options).world_size,
-    )
-    epochs = cfg.train.epochs or vae_epochs_for(per_epoch)
+    length = run_length_of("vae", cfg, datamodule, _probe(options).world_size)
+    per_epoch, epochs = length.steps_per_epoch, length.epochs
     with _SEEDING:
         L.seed_everything(cfg.train.seed, verbose=False)
         module = VAEModule(cfg, total_epochs=epochs)
@@ -467,11 +486,8 @@ def train_vocoder(
         names=[os.path.relpath(f.path, corpus.root) for f in corpus.files],
         vae=vae,
     )
-    # a recipe's fixed steps_per_epoch counts steps, which every process takes together
-    per_epoch = t.steps_per_epoch or steps_per_epoch(
-        [a.shape[-1] for a in datamodule.train_audio], t.segment_samples, t.batch_size, world_size
-    )
-    total_epochs = epochs or t.epochs or vocoder_epochs_for(per_epoch, t.warmup_steps)
+    length = run_length_of("vocoder", cfg, datamodule, world_size, epochs)
+    per_epoch, total_epochs = length.steps_per_epoch, length.epochs
     start = None if resume else starting_weights(t.init, model_path.parent, exclude=model_path)
     with _SEEDING:
         L.seed_everything(t.seed, verbose=False)

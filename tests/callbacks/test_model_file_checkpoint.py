@@ -22,7 +22,7 @@ from tests.training_runs import train_tiny_vocoder as train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-STEPS_PER_EPOCH = 8  # the tiny corpus with the tiny recipe (batch 16 x 2048 samples)
+STEPS_PER_EPOCH = 8  # the tiny recipe's fixed budget
 
 
 def assert_same_tree(a: Any, b: Any, where: str = "") -> None:

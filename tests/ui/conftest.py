@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import http.server
 import json
+import shutil
 import socket
 import threading
 import time
@@ -198,19 +199,27 @@ def _train_vae(path: Path, corpus_dir: Path) -> None:
         )
 
 
-@pytest.fixture
-def vae_model(served: Served, corpus: Path, request: pytest.FixtureRequest) -> Path:
-    """A model with a trained tiny VAE and no vocoder, named after the test."""
-    path = served.models_dir / f"{request.node.name.replace('_', '-')[:60]}.distillgan"
+@pytest.fixture(scope="session")
+def trained_vae(ui_root: Path, corpus: Path) -> Path:
+    """A tiny VAE trained once, outside the models folder: the tests' models are copies of it."""
+    path = ui_root / "trained-vae.distillgan"
     _train_vae(path, corpus)
     return path
 
 
+@pytest.fixture
+def vae_model(served: Served, trained_vae: Path, request: pytest.FixtureRequest) -> Path:
+    """A model with a trained tiny VAE and no vocoder, named after the test."""
+    path = served.models_dir / f"{request.node.name.replace('_', '-')[:60]}.distillgan"
+    shutil.copyfile(trained_vae, path)
+    return path
+
+
 @pytest.fixture(scope="session")
-def voiced_model(served: Served, corpus: Path) -> Path:
+def voiced_model(served: Served, corpus: Path, trained_vae: Path) -> Path:
     """A model with a tiny VAE and a complete tiny per-model vocoder."""
     path = served.models_dir / "voiced.distillgan"
-    _train_vae(path, corpus)
+    shutil.copyfile(trained_vae, path)
     train_per_model_vocoder(path, corpus, epochs=1)
     return path
 

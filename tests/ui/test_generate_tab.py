@@ -171,6 +171,15 @@ def test_fresh_seeds_numbered_takes_reuse_and_a_model_switch(page, voiced_model,
     expect(field(page, "gen-seed")).to_have_value(str(second))  # what was typed stays typed
 
 
+def enter_folder(folder_field: object, folder: Path) -> None:
+    """Type a BigVGAN folder and press Enter, then leave the field. Both redraw the vocoder list,
+    one at a time: the page may still send the field's previous text with an Enter pressed the
+    moment it was typed, and the blur that follows carries the new one."""
+    folder_field.fill(str(folder))  # type: ignore[attr-defined]
+    folder_field.press("Enter")  # type: ignore[attr-defined]
+    folder_field.blur()  # type: ignore[attr-defined]
+
+
 def test_bigvgan_unavailable_says_so_in_the_uis_words(page, vae_model, tmp_path) -> None:
     show_generate_tab(page, vae_model.stem)
     expect_vocoders(page, "Auto (BigVGAN Universal, unavailable)", "BigVGAN Universal (unavailable)")
@@ -190,12 +199,10 @@ def test_bigvgan_unavailable_says_so_in_the_uis_words(page, vae_model, tmp_path)
     # the folder field does what the CLI's --bigvgan-dir does
     page.locator("#gen-advanced").get_by_text("Advanced").click()
     folder_field = field(page, "gen-bigvgan-dir")
-    folder_field.fill(str(tmp_path / "nowhere"))
-    folder_field.press("Enter")
+    enter_folder(folder_field, tmp_path / "nowhere")
     expect(info).to_contain_text(f"BigVGAN-v2 folder {tmp_path / 'nowhere'} does not exist")
     folder = write_tiny_bigvgan(tmp_path / "bigvgan")
-    folder_field.fill(str(folder))
-    folder_field.press("Enter")
+    enter_folder(folder_field, folder)
     expect_vocoders(page, "Auto (BigVGAN Universal)", "BigVGAN Universal")
     expect(info).to_contain_text(f"BigVGAN-v2 is read from {folder}")
     page.locator("#gen-retry").click()

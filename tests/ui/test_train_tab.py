@@ -102,7 +102,6 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     page.locator("#vocoder-answer-1").click()
     expect(status).to_contain_text("Resuming the vocoder")
     expect(status).to_contain_text("Vocoder training complete", timeout=120_000)
-    # the charts go on from the cancelled run's history instead of starting again
     # the charts go on from the cancelled run's logged history instead of starting again
     runs = vae_model.parent / "runs" / vae_model.stem / "tensorboard"
     resumed_run = max(runs.glob("vocoder-*"))

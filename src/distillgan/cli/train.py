@@ -116,9 +116,10 @@ def run_training(request: TrainRequest, trainer: Trainer) -> None:
     from rich.markup import escape
 
     from distillgan.cli.display import TrainingDisplay, cancel_on_ctrl_c
+    from distillgan.corpus import check_model_corpus, load_model_corpus
     from distillgan.modelfile import open_model
     from distillgan.progress import CancelToken
-    from distillgan.training import check_model_corpus, load_model_corpus, run_dir, run_plan
+    from distillgan.training import run_dir, run_plan
 
     launch = Launch.current(trainer.num_nodes)
     console, err = console_for(), console_for(stderr=True)

@@ -241,8 +241,8 @@ class Job:
         self._update(**outcome)
 
     def _train(self) -> dict[str, Any]:
-        from distillgan.corpus import FEW_FILES_WARNING_THRESHOLD, load_corpus
-        from distillgan.training import TrainerOptions, load_model_corpus, run_plan
+        from distillgan.corpus import FEW_FILES_WARNING_THRESHOLD, load_corpus, load_model_corpus
+        from distillgan.training import TrainerOptions, run_plan
 
         request, state, cfg = self.request, self._state_at_start, self.plan.cfg
         note = self.plan.note(setting_name)
