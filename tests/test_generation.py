@@ -15,6 +15,7 @@ from distillgan.audio import write_audio
 from distillgan.errors import DistillganError, ModelFileError, VocoderUnavailableError
 from distillgan.examples import synth_bell
 from distillgan.generation import (
+    AUTO_FALLBACK_REASON,
     EXPORT_CEILING_DBFS,
     FRESH_SEED_LIMIT,
     Generation,
@@ -176,9 +177,18 @@ def test_bigvgan_offline_and_not_cached_says_what_to_do(tmp_path: Path) -> None:
         generate(model(tmp_path, "bare"), duration_s=1.0)
     message = str(error.value)
     assert "not cached" in message and "--bigvgan-dir" in message and "\n" not in message
-    # With an unfinished vocoder of its own, the model's own one is offered as the way out.
-    with pytest.raises(VocoderUnavailableError, match=r"own vocoder by hand .vocoder 'hifigan'."):
-        generate(model(tmp_path, "early", STOPPED_EARLY), duration_s=1.0)
+    # With an (unfinished) vocoder of its own, auto renders with it and the badge says why
+    badge = generate(model(tmp_path, "early", STOPPED_EARLY), duration_s=1.0).badge
+    assert badge.vocoder == "hifigan" and badge.reason == AUTO_FALLBACK_REASON
+    assert (
+        badge.warning is not None
+        and "not cached" in badge.warning
+        and "quality may be limited" in badge.warning
+    )
+    assert "--bigvgan-dir" not in badge.warning  # the badge is every front end's: no CLI flag in it
+    # asked for by name, BigVGAN-v2 is refused as before
+    with pytest.raises(VocoderUnavailableError, match="not cached"):
+        generate(model(tmp_path, "early", STOPPED_EARLY), duration_s=1.0, vocoder="bigvgan")
 
 
 def test_bigvgan_is_loaded_once_per_process(tmp_path: Path, bigvgan_dir: Path) -> None:

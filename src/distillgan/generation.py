@@ -4,7 +4,8 @@
 of the requested duration and vocodes it; ``vocode_file`` vocodes the mel of an existing file,
 to hear how faithful a vocoder is on known material. Both use the best available vocoder
 (see :func:`vocoder_status`) and return the audio with a :class:`QualityBadge` saying what was
-used and how the result measures.
+used and how the result measures. When auto wants BigVGAN-v2 and it cannot be had here, a model
+with a vocoder of its own is rendered with that one, and the badge says why.
 
 Export policy. Audio leaves the vocoder at 44.1 kHz. Its DC offset and anything below
 :data:`HIGHPASS_HZ` are removed (a 2nd-order Butterworth high-pass run forwards and backwards:
@@ -210,6 +211,10 @@ def vocoder_status(model_path: Path) -> VocoderStatus:
     return _status_from_info(read_vocoder_info(Path(model_path)))
 
 
+# Auto's reason when it wanted BigVGAN-v2 and BigVGAN-v2 cannot be had (offline, not cached)
+AUTO_FALLBACK_REASON = "BigVGAN-v2 would be chosen but cannot be had here, so the model's own vocoder is used"
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -239,12 +244,12 @@ def _pick_vocoder(
     try:
         vocoder = load_bigvgan_vocoder(bigvgan_dir, device=device, progress=download_progress)
     except VocoderUnavailableError as error:
-        if choice == "auto" and status.has_hifigan:
-            alternative = "; or use this model's own vocoder by hand (vocoder 'hifigan')"
-            if isinstance(error, BigVGANUnavailableError):
-                raise error.followed_by(alternative) from error
-            raise VocoderUnavailableError(f"{error}{alternative}") from error
-        raise
+        if choice != "auto" or not status.has_hifigan:
+            raise
+        # auto renders with the best vocoder that can be had here, and says what it could not have
+        problem = error.problem if isinstance(error, BigVGANUnavailableError) else str(error)
+        warning = "; ".join(w for w in (problem, status.hifigan_warning) if w)
+        return load_hifigan(model_path, device), AUTO_FALLBACK_REASON, warning
     return vocoder, reason, None
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from distillgan.generation import AUTO_FALLBACK_REASON
 from distillgan.modelfile import dataset_record, open_model
 from tests.cli.conftest import CliRun, assert_one_line_error
 
@@ -46,9 +47,9 @@ def test_demo_trains_both_stages_and_generates_with_the_models_own_vocoder(
     out = result.stdout
     assert "VAE training complete" in out and "Vocoder training complete" in out
     # the tiny recipe's vocoder is poor, so auto wants BigVGAN-v2, which is not to be had here:
-    # the demo says so and renders with the model's own vocoder, whose badge warns
-    assert "BigVGAN-v2 is unavailable" in out and "rendering with the model's own vocoder" in out
-    assert "Per-model HiFi-GAN V2 — chosen explicitly" in out and "quality may be limited" in out
+    # generation renders with the model's own vocoder, and its badge says why and warns
+    assert f"Per-model HiFi-GAN V2 — {AUTO_FALLBACK_REASON}" in out
+    assert "BigVGAN-v2 is unavailable" in out and "quality may be limited" in out
 
     reader = open_model(model)
     assert reader.attrs("vocoder")["status"] == "complete" and reader.has("vae")

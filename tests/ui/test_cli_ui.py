@@ -37,37 +37,6 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def test_ui_command_serves_on_loopback_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    models = tmp_path / "models"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [DISTILLGAN, "ui", "--port", str(port), "--models-dir", str(models)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        # started as a script's background job is: SIGINT inherited as ignored (the harder case)
-        preexec_fn=ignore_sigint,
-    )
-    try:
-        banner = process.stdout.readline()  # type: ignore[union-attr]
-        assert banner.startswith(f"distillgan UI at http://127.0.0.1:{port}/ (models in {models})"), banner
-        assert listening_addresses(port) == {"127.0.0.1"}
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
-            assert response.status == 200
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=30) as response:
-            assert json.loads(response.read())["title"] == "distillgan"
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert "Traceback" not in process.stderr.read()  # type: ignore[union-attr]
-    assert models.is_dir()
-
-
 def test_help_names_the_options() -> None:
     started = time.monotonic()
     out = subprocess.run([DISTILLGAN, "ui", "--help"], capture_output=True, text=True, check=True).stdout
@@ -90,19 +59,24 @@ def test_an_address_other_than_loopback_needs_a_login(tmp_path: Path) -> None:
     assert "--auth USER:PASS" in done.stderr and "--no-auth" in done.stderr
 
 
-def test_auth_asks_every_visitor_for_the_password(tmp_path: Path) -> None:
+def test_ui_command_serves_on_loopback_asks_for_the_login_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
+    models = tmp_path / "models"
     process = subprocess.Popen(
-        [DISTILLGAN, "ui", "--port", str(port), "--models-dir", str(tmp_path), "--auth", "alice:s3cret"],
+        [DISTILLGAN, "ui", "--port", str(port), "--models-dir", str(models), "--auth", "alice:s3cret"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # started as a script's background job is: SIGINT inherited as ignored (the harder case)
+        preexec_fn=ignore_sigint,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         banner = process.stdout.readline()  # type: ignore[union-attr]
-        assert banner.startswith(f"distillgan UI at {url}/"), banner
+        assert banner.startswith(f"distillgan UI at {url}/ (models in {models})"), banner
+        assert listening_addresses(port) == {"127.0.0.1"}
+        # every visitor is asked for the password
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}/config", timeout=30)
         assert refused.value.code == 401
@@ -114,8 +88,15 @@ def test_auth_asks_every_visitor_for_the_password(tmp_path: Path) -> None:
             except urllib.error.HTTPError as error:
                 status_got = error.code
             assert status_got == status
+        with browser.open(f"{url}/", timeout=30) as response:
+            assert response.status == 200
         with browser.open(f"{url}/config", timeout=30) as response:
             assert json.loads(response.read())["title"] == "distillgan"
-    finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in process.stderr.read()  # type: ignore[union-attr]
+    assert models.is_dir()

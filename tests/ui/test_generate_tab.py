@@ -58,12 +58,16 @@ def set_duration(page: object, seconds: str) -> None:
 def test_generate_plays_audio_and_shows_the_badge(page, voiced_model) -> None:
     show_generate_tab(page, voiced_model.stem)
     expect_vocoders(
-        page, "Auto (BigVGAN Universal, unavailable)", "Per-model HiFi-GAN", "BigVGAN Universal (unavailable)"
+        page,
+        "Auto (Per-model HiFi-GAN: BigVGAN unavailable)",
+        "Per-model HiFi-GAN",
+        "BigVGAN Universal (unavailable)",
     )
-    # barely trained: auto does not pick it (and says why, by its measured error); chosen by
-    # hand it plays, with the warning
-    expect(page.locator("#gen-vocoder-info")).to_contain_text("Auto picks the BigVGAN Universal")
-    expect(page.locator("#gen-vocoder-info")).to_contain_text("held-out mel error")
+    # barely trained: auto would take BigVGAN-v2, which cannot be had here, so it uses the
+    # model's own and says so; chosen by hand it plays, with the warning
+    expect(page.locator("#gen-vocoder-info")).to_contain_text(
+        "Auto uses the Per-model HiFi-GAN: BigVGAN-v2 would be chosen but cannot be had here"
+    )
     expect(page.locator("#gen-vocoder-info")).to_contain_text("quality may be limited")
     page.locator("#gen-vocoder").get_by_label("Per-model HiFi-GAN", exact=True).check()
 
@@ -135,7 +139,10 @@ def test_fresh_seeds_numbered_takes_reuse_and_a_model_switch(page, voiced_model,
     generated = voiced_model.parent / "generated"
     show_generate_tab(page, voiced_model.stem)
     expect_vocoders(
-        page, "Auto (BigVGAN Universal, unavailable)", "Per-model HiFi-GAN", "BigVGAN Universal (unavailable)"
+        page,
+        "Auto (Per-model HiFi-GAN: BigVGAN unavailable)",
+        "Per-model HiFi-GAN",
+        "BigVGAN Universal (unavailable)",
     )
     page.locator("#gen-vocoder").get_by_label("Per-model HiFi-GAN", exact=True).check()
     set_duration(page, "1")

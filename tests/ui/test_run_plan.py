@@ -9,6 +9,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
+from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock, VocoderRecord, open_model
 from distillgan.runs import SETTINGS, read_model_state
 from distillgan.ui import views
@@ -114,6 +115,11 @@ def test_a_stored_unfinished_run_fills_the_form_when_its_model_is_picked(
     train_tiny_vocoder(vae_model, corpus, cancel_after=3, epochs=5)
     out = train.on_select(vae_model.stem, {})
     values = {key: out[component]["value"] for key, component in form.items()}
-    assert values["epochs"] == "5" and values["batch_size"] == "16" and values["init"] == "scratch"
+    tiny = load_vocoder_config(recipe="vocoder_tiny").train
+    assert (
+        values["epochs"] == "5"
+        and values["batch_size"] == str(tiny.batch_size)
+        and values["init"] == "scratch"
+    )
     assert values["keep_checkpoint"] is True
     assert out[form["epochs"]]["interactive"] is True  # filled, and unlocked: nothing runs

@@ -7,14 +7,13 @@ runs `generate`, so what it shows is exactly what a user gets from those command
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
 import click
 
 from distillgan.cli.common import SettingType, console_for, models_dir_option
-from distillgan.errors import DistillganError, VocoderUnavailableError
+from distillgan.errors import DistillganError
 from distillgan.runs import VOCODER_RECIPES
 
 DEMO_CORPUS_FOLDER = "example-corpus"
@@ -117,27 +116,10 @@ def demo_command(
     clip = run_dir(model_path) / f"{name}-seed{seed}.wav"
     console.print(f"Generating {duration:g} s (seed {seed}) with the best vocoder:")
     console.print(f"Auto-selection: {vocoder_status(model_path).auto_reason}", soft_wrap=True)
-    generate = functools.partial(
-        ctx.invoke,
-        generate_command,
-        model=str(model_path),
-        seed=seed,
-        duration=duration,
-        output=clip,
-        overwrite=True,
+    # auto: the best vocoder that can be had here; the badge says which and why
+    ctx.invoke(
+        generate_command, model=str(model_path), seed=seed, duration=duration, output=clip, overwrite=True
     )
-    try:
-        generate()
-    except VocoderUnavailableError as error:
-        # auto wanted BigVGAN-v2 and it cannot be had (offline, not cached): the demo still
-        # plays something, by choosing the model's own vocoder by hand (its badge warns); the
-        # error says why (offline: "BigVGAN-v2 is unavailable: …")
-        from rich.markup import escape
-
-        console.print(
-            f"[yellow]{escape(str(error))}[/yellow] — rendering with the model's own vocoder", soft_wrap=True
-        )
-        generate(vocoder="hifigan")
     runs = run_dir(model_path)
     console.print(
         "\n[bold]Done.[/bold]\n"

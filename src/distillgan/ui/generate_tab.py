@@ -22,6 +22,7 @@ import gradio as gr
 
 from distillgan.errors import DistillganError, VocoderUnavailableError
 from distillgan.generation import (
+    AUTO_FALLBACK_REASON,
     BIT_DEPTHS,
     SAMPLE_RATES,
     QualityBadge,
@@ -54,6 +55,8 @@ def vocoder_choices(
     unavailable = bigvgan is not None and not bigvgan.available
     if status is None:
         auto = "Auto"
+    elif status.auto_choice == "bigvgan" and unavailable and status.has_hifigan:
+        auto = f"Auto ({VOCODER_LABELS['hifigan']}: BigVGAN unavailable)"  # generation's fallback
     elif status.auto_choice == "bigvgan" and unavailable:
         auto = f"Auto ({VOCODER_LABELS['bigvgan']}, unavailable)"
     else:
@@ -69,6 +72,13 @@ def vocoder_info(status: VocoderStatus | None, bigvgan: BigVGANAvailability | No
     if status is None:
         return ""
     text = f"Auto picks the {VOCODER_LABELS[status.auto_choice]}: {status.auto_reason}."
+    if (
+        status.auto_choice == "bigvgan"
+        and status.has_hifigan
+        and bigvgan is not None
+        and not bigvgan.available
+    ):
+        text = f"Auto uses the {VOCODER_LABELS['hifigan']}: {AUTO_FALLBACK_REASON}."
     if status.has_hifigan and status.hifigan_warning:
         text += f"  \n<small>⚠ Per-model HiFi-GAN: {status.hifigan_warning}</small>"
     if bigvgan is not None:

@@ -62,14 +62,12 @@ _MANUAL_ROUTE: dict[str, str] = {
 
 
 class BigVGANUnavailableError(VocoderUnavailableError):
-    """BigVGAN-v2 cannot be had here: ``problem`` (why), then the manual route (download the two
-    files into a folder and name it) in the words of a front end, then ``then`` (an alternative
-    the caller adds). ``str()`` is the CLI's wording (the library's default), :meth:`worded`
-    any front end's."""
+    """BigVGAN-v2 cannot be had here: ``problem`` (why, in no front end's words), then the manual
+    route (download the two files into a folder and name it) in the words of a front end.
+    ``str()`` is the CLI's wording (the library's default), :meth:`worded` any front end's."""
 
-    def __init__(self, problem: str, then: str = "") -> None:
+    def __init__(self, problem: str) -> None:
         self.problem = problem
-        self.then = then
         super().__init__(self.worded("cli"))
 
     def worded(self, front_end: FrontEnd) -> str:
@@ -77,10 +75,7 @@ class BigVGANUnavailableError(VocoderUnavailableError):
             f"or download config.json and bigvgan_generator.pt from {REPO_URL} into a folder "
             f"and {_MANUAL_ROUTE[front_end]}"
         )
-        return f"{self.problem}, {route}{self.then}"
-
-    def followed_by(self, then: str) -> BigVGANUnavailableError:
-        return BigVGANUnavailableError(self.problem, self.then + then)
+        return f"{self.problem}, {route}"
 
 
 def worded(error: BaseException, front_end: FrontEnd) -> str:
