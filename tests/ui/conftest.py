@@ -322,6 +322,12 @@ def choose(page: object, elem_id: str, option: str) -> None:
         expect(page.locator("#train-summary")).to_contain_text(shown)  # type: ignore[attr-defined]
 
 
+def markdown(page: object, elem_id: str) -> object:
+    """The Markdown ``elem_id``'s own text: a pending event shows Gradio's status (e.g. "0.2s",
+    "processing") inside the component, beside it."""
+    return page.locator(f"#{elem_id} [data-testid=markdown]")  # type: ignore[attr-defined]
+
+
 def open_advanced(page: object, section: str) -> None:
     page.locator(f"#{section}-section").get_by_text("Advanced").click()  # type: ignore[attr-defined]
 

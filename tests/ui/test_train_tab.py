@@ -14,7 +14,7 @@ from distillgan.modelfile import open_model
 from distillgan.progress import resume_after
 from distillgan.training import logged_history
 from distillgan.ui.train_tab import NEW_LABEL
-from tests.ui.conftest import choose, field, full_page_screenshot, open_advanced, wait_for_line
+from tests.ui.conftest import choose, field, full_page_screenshot, markdown, open_advanced, wait_for_line
 
 
 def start_tiny_vocoder(page: object, model: str, recipes: dict[str, Path], epochs: int) -> None:
@@ -95,7 +95,7 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     field(page, "vocoder-epochs").fill(str(epoch + 2))
     page.locator("#vocoder-start").click()
     # offered after the epochs the saved state completed (one wording: distillgan.progress)
-    expect(page.locator("#vocoder-question")).to_have_text(
+    expect(markdown(page, "vocoder-question")).to_have_text(
         f"{resume_after(vocoder['epochs_completed'])} or start fresh?"
     )
     expect(page.locator("#vocoder-answer-2")).to_have_text("Start fresh")
@@ -115,7 +115,7 @@ def test_vocoder_training_cancel_resume_and_replace(page, vae_model, recipes) ->
     # a complete vocoder is only replaced after confirming; "Keep it" changes nothing
     before = vae_model.stat().st_mtime_ns
     page.locator("#vocoder-start").click()
-    expect(page.locator("#vocoder-question")).to_have_text(
+    expect(markdown(page, "vocoder-question")).to_have_text(
         "This model already has a trained vocoder. Replace it?"
     )
     expect(page.locator("#vocoder-answer-2")).to_be_hidden()
