@@ -220,16 +220,20 @@ def _measure(
     return times["step"], times.get("warmup"), device, scale
 
 
-def _checked(stage: str, cfg: Any, options: TrainerOptions | None) -> tuple[TrainerOptions, int]:
-    """The run's options as the training function resolves them, and its number of processes."""
+def _length(
+    stage: str, cfg: Any, corpus: Corpus, options: TrainerOptions | None, epochs: int | None, steps_done: int
+) -> tuple[RunLength, TrainerOptions]:
+    """The run's length, and its options as the training function resolves them."""
     from distillgan.training import _gan_options, _probe
 
     if stage not in ("vae", "vocoder"):
         raise ValueError(f"unknown stage {stage!r}")
     options = options or TrainerOptions(accelerator=cfg.train.accelerator)
-    if stage == "vocoder":
-        return _gan_options(options)
-    return options, _probe(options).world_size
+    options, world_size = (
+        _gan_options(options) if stage == "vocoder" else (options, _probe(options).world_size)
+    )
+    length = run_length_of(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
+    return length, options
 
 
 def run_length(
@@ -245,8 +249,7 @@ def run_length(
 
     Arguments as for :func:`estimate_run`.
     """
-    options, world_size = _checked(stage, cfg, options)
-    return run_length_of(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
+    return _length(stage, cfg, corpus, options, epochs, steps_done)[0]
 
 
 def estimate_run(
@@ -273,8 +276,7 @@ def estimate_run(
     Takes a few seconds (a short measured fit) unless the run is short; raises
     :class:`~distillgan.errors.ConfigError` for options Lightning refuses.
     """
-    options, world_size = _checked(stage, cfg, options)
-    length = run_length_of(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
+    length, options = _length(stage, cfg, corpus, options, epochs, steps_done)
     if length.steps_left <= TIMED_ABOVE_STEPS:
         return RunEstimate(length, None, None, "")
     step_s, warmup_s, device, scale = _measure(

@@ -22,6 +22,13 @@ from tests.ui.conftest import (
     write_tiny_bigvgan,
 )
 
+# the voiced model's list with BigVGAN-v2 not to be had: auto renders with the model's own vocoder
+VOICED_OFFLINE = (
+    "Auto (Per-model HiFi-GAN: BigVGAN unavailable)",
+    "Per-model HiFi-GAN",
+    "BigVGAN Universal (unavailable)",
+)
+
 
 def show_generate_tab(page: object, model: str) -> None:
     page.get_by_role("tab", name="Generate").click()
@@ -58,12 +65,7 @@ def set_duration(page: object, seconds: str) -> None:
 
 def test_generate_plays_audio_and_shows_the_badge(page, voiced_model) -> None:
     show_generate_tab(page, voiced_model.stem)
-    expect_vocoders(
-        page,
-        "Auto (Per-model HiFi-GAN: BigVGAN unavailable)",
-        "Per-model HiFi-GAN",
-        "BigVGAN Universal (unavailable)",
-    )
+    expect_vocoders(page, *VOICED_OFFLINE)
     # barely trained: auto would take BigVGAN-v2, which cannot be had here, so it uses the
     # model's own and says so; chosen by hand it plays, with the warning
     expect(page.locator("#gen-vocoder-info")).to_contain_text(
@@ -139,12 +141,7 @@ def test_bigvgan_first_use_retry_and_download_progress(
 def test_fresh_seeds_numbered_takes_reuse_and_a_model_switch(page, voiced_model, vae_model) -> None:
     generated = voiced_model.parent / "generated"
     show_generate_tab(page, voiced_model.stem)
-    expect_vocoders(
-        page,
-        "Auto (Per-model HiFi-GAN: BigVGAN unavailable)",
-        "Per-model HiFi-GAN",
-        "BigVGAN Universal (unavailable)",
-    )
+    expect_vocoders(page, *VOICED_OFFLINE)
     page.locator("#gen-vocoder").get_by_label("Per-model HiFi-GAN", exact=True).check()
     set_duration(page, "1")
     expect(field(page, "gen-seed")).to_have_value("")  # empty: a fresh seed each take
