@@ -35,15 +35,14 @@ import torch
 import yaml
 
 from distillgan import evaluation
-from distillgan.config import load_vae_config
 from distillgan.corpus import load_corpus
 from distillgan.examples import write_example_corpus, write_example_held_out
 from distillgan.generation import load_vae
-from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.mel import log_mel_spectrogram
 from distillgan.modelfile import ModelLock
 from distillgan.networks.vae import reconstruct
 from distillgan.progress import CancelToken
+from distillgan.recipes import load_vae_config, load_vocoder_config
 from distillgan.training import train_vae, train_vocoder
 from distillgan.vocoders.hifigan import HiFiGANVocoder, load_hifigan
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from distillgan.examples import synth_bell, synth_noise_texture, synth_pluck, synth_tone
-from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
+from distillgan.lightning_modules.hifigan import HiFiGANModule
 from distillgan.mel import log_mel_spectrogram
 from distillgan.networks.hifigan import (
     Discriminators,
@@ -41,6 +41,7 @@ from distillgan.networks.hifigan import (
     discriminator_loss,
     generator_adversarial_loss,
 )
+from distillgan.recipes import load_vocoder_config
 from distillgan.training import quiet_lightning
 
 

@@ -67,10 +67,10 @@ def time_vocoder(vocoder, seconds: float, repeats: int) -> tuple[list[float], li
 
 def write_default_model(path: Path) -> Path:
     """Default-size VAE and V2 HiFi-GAN with random weights, written by the training side's writers."""
-    from distillgan.config import VAEConfig
-    from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
+    from distillgan.lightning_modules.hifigan import HiFiGANModule
     from distillgan.lightning_modules.vae import VAEModule
     from distillgan.modelfile import ModelLock, StageRecord, write_model
+    from distillgan.recipes import VAEConfig, load_vocoder_config
 
     progress = StageRecord(status="complete", epoch=1, epochs_completed=1, total_epochs=1, steps=1)
     sections = {
@@ -97,8 +97,8 @@ def main() -> None:
     import torch
 
     from distillgan.generation import generate
-    from distillgan.lightning_modules.hifigan import load_vocoder_config
     from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
+    from distillgan.recipes import load_vocoder_config
     from distillgan.vocoders import native
     from distillgan.vocoders.bigvgan import BigVGANVocoder
     from distillgan.vocoders.hifigan import HiFiGANVocoder, build_generator

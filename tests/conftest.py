@@ -41,10 +41,10 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def vae_model(tiny_corpus: Path, models_dir: Path) -> Path:
     """``models_dir/tiny.distillgan`` as ``train vae`` leaves it: a (tiny, untrained) VAE and the
     manifest of ``tiny_corpus``; ready for ``train vocoder``."""
-    from distillgan.config import load_vae_config
     from distillgan.corpus import build_manifest, load_corpus
     from distillgan.lightning_modules.vae import VAEModule
     from distillgan.modelfile import ModelLock, Section, StageRecord, write_model
+    from distillgan.recipes import load_vae_config
 
     cfg = load_vae_config(None, {"model": {"latent_dim": 4, "channels": [16, 16]}, "train": {"epochs": 1}})
     progress = StageRecord(status="complete", epoch=1, epochs_completed=1, total_epochs=1, steps=1)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from distillgan import estimate as estimate_module
-from distillgan.config import load_vae_config
 from distillgan.corpus import load_corpus
 from distillgan.estimate import (
     ASK_ABOVE_S,
@@ -19,15 +19,23 @@ from distillgan.estimate import (
     estimate_run,
     run_length,
 )
-from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock
 from distillgan.progress import METRICS, ProgressEvent
-from distillgan.training import TrainerOptions, train_vae, train_vocoder, vae_epochs_for, vocoder_epochs_for
+from distillgan.recipes import VAEConfig, VocoderConfig, load_vae_config, load_vocoder_config
+from distillgan.training import train_vae, train_vocoder, vae_epochs_for, vocoder_epochs_for
 from tests.robustness.harness import TINY_VAE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CPU = TrainerOptions(accelerator="cpu")
+
+def tiny_vocoder(**train: Any) -> VocoderConfig:
+    """The tiny vocoder recipe, ``train`` keys overridden, on a CPU whatever this machine has."""
+    return load_vocoder_config(None, {"train": {**train, "accelerator": "cpu"}}, recipe="vocoder_tiny")
+
+
+def tiny_vae(**train: Any) -> VAEConfig:
+    """The tiny VAE recipe, ``train`` keys overridden, on a CPU whatever this machine has."""
+    return load_vae_config(None, {**TINY_VAE, "train": {**TINY_VAE["train"], **train, "accelerator": "cpu"}})
 
 
 @pytest.fixture
@@ -40,8 +48,8 @@ def test_the_vocoder_estimate_names_the_length_the_run_trains_and_measures_both_
     tiny_corpus: Path, models_dir: Path, every_run_timed: None
 ) -> None:
     corpus = load_corpus(tiny_corpus)
-    cfg = load_vocoder_config(None, {"train": {"epochs": 1, "init": "scratch"}}, recipe="vocoder_tiny")
-    estimate = estimate_run("vocoder", cfg, corpus, options=CPU)
+    cfg = tiny_vocoder(epochs=1, init="scratch")
+    estimate = estimate_run("vocoder", cfg, corpus)
     length = estimate.length
     assert (length.epochs, length.warmup_steps, length.adaptive) == (1, cfg.train.warmup_steps, False)
     # the recipe has a reconstruction warm-up: its (generator-only) steps are measured on their own
@@ -60,7 +68,7 @@ def test_the_vocoder_estimate_names_the_length_the_run_trains_and_measures_both_
     path = models_dir / "est.distillgan"
     with ModelLock(path, owner="test") as lock:
         result = train_vocoder(
-            corpus, path, cfg, lock=lock, options=CPU, listener=lambda e: events.append((time.monotonic(), e))
+            corpus, path, cfg, lock=lock, listener=lambda e: events.append((time.monotonic(), e))
         )
     assert (result.total_epochs, result.steps) == (length.epochs, length.total_steps)
     # every figure the run reports (its TensorBoard tags) has its one label (see tests/cli/test_logs.py)
@@ -75,31 +83,31 @@ def test_the_vae_estimate_names_the_length_the_run_trains(
     tiny_corpus: Path, models_dir: Path, every_run_timed: None
 ) -> None:
     corpus = load_corpus(tiny_corpus)
-    cfg = load_vae_config(None, TINY_VAE)
-    estimate = estimate_run("vae", cfg, corpus, options=CPU)
+    cfg = tiny_vae()
+    estimate = estimate_run("vae", cfg, corpus)
     assert estimate.warmup_step_s is None and estimate.step_s > 0
     assert estimate.seconds == pytest.approx(estimate.length.total_steps * estimate.step_s)
     path = models_dir / "est.distillgan"
     events: list[ProgressEvent] = []
     with ModelLock(path, owner="test") as lock:
-        result = train_vae(corpus, path, cfg, lock=lock, options=CPU, listener=events.append)
+        result = train_vae(corpus, path, cfg, lock=lock, listener=events.append)
     assert (result.total_epochs, result.steps) == (estimate.length.epochs, estimate.length.total_steps)
     assert {k for e in events for k in e.metrics} - {"epoch"} <= METRICS.keys()
 
 
 def test_epochs_zero_means_the_recipe_decides(tiny_corpus: Path) -> None:
     corpus = load_corpus(tiny_corpus)
-    adaptive = load_vocoder_config(None, {"train": {"epochs": 0}}, recipe="vocoder_tiny")
-    length = run_length("vocoder", adaptive, corpus, options=CPU, epochs=0)
+    adaptive = tiny_vocoder(epochs=0)
+    length = run_length("vocoder", adaptive, corpus, epochs=0)
     assert length.adaptive and "(adapted to the corpus)" in length.text()
     assert length.epochs == vocoder_epochs_for(length.steps_per_epoch, adaptive.train.warmup_steps)
-    assert run_length("vocoder", adaptive, corpus, options=CPU, epochs=None) == length
+    assert run_length("vocoder", adaptive, corpus, epochs=None) == length
     # a recipe's own epochs decide when nothing else is asked for; an asked-for number wins
-    fixed = load_vocoder_config(None, {"train": {"epochs": 2}}, recipe="vocoder_tiny")
-    assert run_length("vocoder", fixed, corpus, options=CPU, epochs=0).epochs == 2
-    assert run_length("vocoder", fixed, corpus, options=CPU, epochs=7).epochs == 7
-    vae = load_vae_config(None, {**TINY_VAE, "train": {**TINY_VAE["train"], "epochs": 0}})
-    vae_length = run_length("vae", vae, corpus, options=CPU)
+    fixed = tiny_vocoder(epochs=2)
+    assert run_length("vocoder", fixed, corpus, epochs=0).epochs == 2
+    assert run_length("vocoder", fixed, corpus, epochs=7).epochs == 7
+    vae = tiny_vae(epochs=0)
+    vae_length = run_length("vae", vae, corpus)
     assert vae_length.adaptive and vae_length.epochs == vae_epochs_for(vae_length.steps_per_epoch)
 
 
@@ -107,9 +115,9 @@ def test_a_resumed_run_past_its_warmup_counts_only_the_steps_left(
     tiny_corpus: Path, every_run_timed: None
 ) -> None:
     corpus = load_corpus(tiny_corpus)
-    cfg = load_vocoder_config(None, {"train": {"epochs": 3}}, recipe="vocoder_tiny")
-    per_epoch = run_length("vocoder", cfg, corpus, options=CPU).steps_per_epoch
-    estimate = estimate_run("vocoder", cfg, corpus, options=CPU, steps_done=per_epoch + 1)
+    cfg = tiny_vocoder(epochs=3)
+    per_epoch = run_length("vocoder", cfg, corpus).steps_per_epoch
+    estimate = estimate_run("vocoder", cfg, corpus, steps_done=per_epoch + 1)
     assert estimate.length.steps_left == 2 * per_epoch - 1 and estimate.length.warmup_steps_left == 0
     assert estimate.warmup_step_s is None  # no warm-up step left: none measured
     assert estimate.seconds == pytest.approx((2 * per_epoch - 1) * estimate.step_s)
@@ -135,15 +143,15 @@ def test_a_corpus_with_one_batch_an_epoch_is_still_measured(tmp_path: Path, ever
     from distillgan.examples import synth_pluck
 
     write_audio(tmp_path / "one.wav", synth_pluck(0.5, seed=1), 44_100)
-    cfg = load_vae_config(None, {**TINY_VAE, "train": {**TINY_VAE["train"], "batch_size": 64}})
-    estimate = estimate_run("vae", cfg, load_corpus(tmp_path), options=CPU)
+    cfg = tiny_vae(batch_size=64)
+    estimate = estimate_run("vae", cfg, load_corpus(tmp_path))
     assert estimate.step_s > 0 and estimate.seconds > 0
 
 
 def test_a_run_about_as_short_as_its_measurement_is_not_timed(tiny_corpus: Path) -> None:
     corpus = load_corpus(tiny_corpus)
-    cfg = load_vocoder_config(None, {"train": {"epochs": 1}}, recipe="vocoder_tiny")
-    short = estimate_run("vocoder", cfg, corpus, options=CPU)
+    cfg = tiny_vocoder(epochs=1)
+    short = estimate_run("vocoder", cfg, corpus)
     assert short.length.steps_left <= TIMED_ABOVE_STEPS
     assert short.seconds is None and not short.needs_confirmation
     assert short.text() == (
@@ -151,6 +159,6 @@ def test_a_run_about_as_short_as_its_measurement_is_not_timed(tiny_corpus: Path)
     )
     # one more epoch than the limit allows: measured
     epochs = TIMED_ABOVE_STEPS // short.length.steps_per_epoch + 1
-    longer = estimate_run("vocoder", cfg, corpus, options=CPU, epochs=epochs)
+    longer = estimate_run("vocoder", cfg, corpus, epochs=epochs)
     assert longer.length.steps_left > TIMED_ABOVE_STEPS
     assert longer.seconds is not None and longer.seconds > 0 and "Estimated time: about" in longer.text()

@@ -12,8 +12,8 @@ import pytest
 
 from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, ModelLockedError
-from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock, VAERecord, VocoderRecord
+from distillgan.recipes import load_vocoder_config
 from distillgan.runs import SETTINGS, ModelState, Plan, Question, TrainRequest, plan_run, read_model_state
 from distillgan.ui.jobs import UI_TERMS, JobManager
 from tests.cli.conftest import assert_one_line_error, invoke
@@ -138,7 +138,7 @@ def test_a_ui_run_builds_its_config_once_and_its_interval_reaches_the_checkpoint
 ) -> None:
     """Form → request → plan (the config built once) → Trainer callback."""
     import distillgan.callbacks as callbacks
-    import distillgan.lightning_modules.hifigan as hifigan
+    import distillgan.recipes as recipes
 
     builds: list[Any] = []
     intervals: list[int] = []
@@ -152,16 +152,15 @@ def test_a_ui_run_builds_its_config_once_and_its_interval_reaches_the_checkpoint
             intervals.append(every_n_epochs)
             super().__init__(*args, every_n_epochs=every_n_epochs, **kwargs)
 
-    monkeypatch.setattr(hifigan, "load_vocoder_config", counted)
+    monkeypatch.setattr(recipes, "load_vocoder_config", counted)
     monkeypatch.setattr(callbacks, "ModelFileCheckpoint", Checkpoint)
     manager = JobManager(vae_model.parent)
     request = TrainRequest(
         "vocoder",
         vae_model,
-        train={"checkpoint_interval": 3},
+        train={"checkpoint_interval": 3, "accelerator": "cpu"},
         epochs=1,
         recipe="vocoder_tiny",
-        accelerator="cpu",
     )
     job = manager.submit(request)
     deadline = time.monotonic() + 300
@@ -185,3 +184,46 @@ def test_a_saved_unfinished_run_gives_the_forms_its_real_settings(vae_model: Pat
     assert settings["recipe"] == "vocoder_tiny" and settings["epochs"] == 5  # the run's own total
     assert (settings["batch_size"], settings["lr"], settings["init"]) == (tiny.batch_size, tiny.lr, tiny.init)
     assert settings["keep_checkpoint"] is True
+
+
+def test_the_recipe_alone_says_where_and_at_what_precision_a_run_computes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import distillgan.cli.train as cli_train
+    from distillgan.recipes import load_vae_config
+    from distillgan.training import TrainerOptions
+
+    # the command line's --accelerator and --precision are overrides of the recipe, like --lr;
+    # only devices, nodes and strategy travel beside it
+    started: list[tuple[TrainRequest, Any]] = []
+    monkeypatch.setattr(
+        cli_train, "run_training", lambda request, options: started.append((request, options))
+    )
+    asked = [
+        "--accelerator",
+        "cpu",
+        "--precision",
+        "bf16-mixed",
+        "--devices",
+        "2",
+        "--models-dir",
+        str(tmp_path),
+    ]
+    assert invoke(["train", "vae", str(tmp_path), *asked]).exit_code == 0
+    request, options = started[0]
+    assert request.train == {"accelerator": "cpu", "precision": "bf16-mixed"}
+    assert options == TrainerOptions(devices=2)
+    fresh = plan_run(request, ModelState(request.model_path), UI_TERMS)  # a new model
+    assert isinstance(fresh, Plan)
+    assert (fresh.cfg.train.accelerator, fresh.cfg.train.precision) == ("cpu", "bf16-mixed")
+
+    # a resumed VAE keeps its stored recipe but for where and at what precision it computes
+    stored = cfg_lib.to_dict(load_vae_config(None, {"train": {"lr": 0.01}}))
+    state = trained_vae(
+        vae=VAERecord(status="partial", epochs_completed=1, config=stored), vae_checkpoint=True
+    )
+    changed = {"accelerator": "cpu", "precision": "bf16-mixed", "lr": 0.5}
+    resumed = plan_run(TrainRequest("vae", MODEL, train=changed, resume=True), state, UI_TERMS)
+    assert isinstance(resumed, Plan) and resumed.resume
+    assert (resumed.cfg.train.accelerator, resumed.cfg.train.precision) == ("cpu", "bf16-mixed")
+    assert resumed.cfg.train.lr == 0.01 and resumed.ignored == ("lr",)

@@ -8,10 +8,10 @@ from typing import Any
 import lightning as L
 
 from distillgan.corpus import load_corpus
-from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock
 from distillgan.progress import CancelToken
-from distillgan.training import RunResult, TrainerOptions, train_vocoder
+from distillgan.recipes import load_vocoder_config
+from distillgan.training import RunResult, train_vocoder
 
 
 class CancelAfter(L.Callback):
@@ -29,8 +29,11 @@ class CancelAfter(L.Callback):
 def train_tiny_vocoder(
     path: Path, corpus: Path, *, resume: bool = False, cancel_after: int | None = None, **kwargs: Any
 ) -> RunResult:
-    """The ``vocoder_tiny`` recipe (2 epochs of 8 steps on the tiny corpus), training state kept."""
-    cfg = load_vocoder_config(None, {"train": {"keep_checkpoint": True}}, recipe="vocoder_tiny")
+    """The ``vocoder_tiny`` recipe (2 epochs of 8 steps on the tiny corpus) on a CPU, training
+    state kept."""
+    cfg = load_vocoder_config(
+        None, {"train": {"keep_checkpoint": True, "accelerator": "cpu"}}, recipe="vocoder_tiny"
+    )
     token = CancelToken()
     callbacks = [CancelAfter(token, cancel_after)] if cancel_after is not None else []
     callbacks += kwargs.pop("extra_callbacks", [])
@@ -42,7 +45,6 @@ def train_tiny_vocoder(
             lock=lock,
             cancel=token,
             resume=resume,
-            options=TrainerOptions(accelerator="cpu"),
             extra_callbacks=callbacks,
             **kwargs,
         )

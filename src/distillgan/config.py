@@ -1,6 +1,8 @@
-"""Training recipes as data: YAML files in ``configs/`` loaded into validated dataclasses.
+"""Config machinery, torch-free: validated dataclasses from mappings, YAML reading and merging,
+the built-in recipes' YAML, and the checks on values stored in a model file.
 
-The same validation guards configs read back from a model file, so a hostile or
+The recipes themselves are in :mod:`distillgan.recipes`, each network's shape beside its
+network. The same validation guards configs read back from a model file, so a hostile or
 hand-edited file with wrong types or out-of-range values is refused with one clear line.
 """
 
@@ -10,7 +12,6 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -157,73 +158,3 @@ def builtin_recipe(name: str) -> dict[str, Any]:
 
     text = resources.files("distillgan.configs").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
-
-
-# ---------------------------------------------------------------------------------------------
-# VAE stage
-
-
-@dataclass
-class VAEModelConfig:
-    """Mel-spectrogram VAE network: 1-D convolutions over time with the 128 mel bins as channels."""
-
-    latent_dim: int = 32
-    channels: list[int] = field(default_factory=lambda: [256, 256, 512])
-    # total temporal downsampling is 2 ** len(channels); chunks must be a multiple of it
-    kernel_size: int = 5
-
-    def validate(self) -> None:
-        in_range("model.latent_dim", self.latent_dim, 1, 1024)
-        require(1 <= len(self.channels) <= 6, "config key 'model.channels' must list 1 to 6 layers")
-        for c in self.channels:
-            in_range("model.channels[]", c, 1, 4096)
-        in_range("model.kernel_size", self.kernel_size, 1, 31)
-        require(self.kernel_size % 2 == 1, "config key 'model.kernel_size' must be odd")
-
-    @property
-    def time_reduction(self) -> int:
-        return 2 ** len(self.channels)
-
-
-@dataclass
-class VAETrainConfig:
-    chunk_frames: int = 64  # ~0.74 s of mel per training example
-    batch_size: int = 16
-    lr: float = 1e-3
-    epochs: int = 0  # 0: adapt to corpus size (see distillgan.training.vae_epochs_for)
-    kl_weight: float = 0.01
-    kl_warmup_steps: int = 500
-    validation_fraction: float = 0.15
-    seed: int = 0
-    precision: str = "32"
-    accelerator: str = "auto"
-
-    def validate(self) -> None:
-        in_range("train.chunk_frames", self.chunk_frames, 8, 8192)
-        in_range("train.batch_size", self.batch_size, 1, 4096)
-        in_range("train.lr", self.lr, 1e-7, 1.0)
-        in_range("train.epochs", self.epochs, 0, 100_000)
-        in_range("train.kl_weight", self.kl_weight, 0.0, 100.0)
-        in_range("train.kl_warmup_steps", self.kl_warmup_steps, 0, 10_000_000)
-        in_range("train.validation_fraction", self.validation_fraction, 0.0, 0.5)
-
-
-@dataclass
-class VAEConfig:
-    model: VAEModelConfig = field(default_factory=VAEModelConfig)
-    train: VAETrainConfig = field(default_factory=VAETrainConfig)
-
-    def validate(self) -> None:
-        require(
-            self.train.chunk_frames % self.model.time_reduction == 0,
-            f"config key 'train.chunk_frames' must be a multiple of {self.model.time_reduction}",
-        )
-
-
-def load_vae_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> VAEConfig:
-    data = builtin_recipe("vae")
-    if path is not None:
-        data = merge(data, load_yaml(path))
-    if overrides:
-        data = merge(data, overrides)
-    return from_dict(VAEConfig, data)

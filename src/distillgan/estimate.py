@@ -157,9 +157,7 @@ def _measured_shape(stage: str, cfg: Any, device: str) -> tuple[int, int]:
     return batch, crop
 
 
-def _measure(
-    stage: str, cfg: Any, corpus: Corpus, options: TrainerOptions, warmup: bool
-) -> tuple[float, float | None, str, float]:
+def _measure(stage: str, cfg: Any, corpus: Corpus, warmup: bool) -> tuple[float, float | None, str, float]:
     """Train a few batches with the stage's own module, on one device of the run's kind.
 
     Returns the seconds of one step (adversarial for the vocoder), of one warm-up step (None
@@ -173,13 +171,14 @@ def _measure(
     timer = _StepTimer(needed)
     with tempfile.TemporaryDirectory(prefix="distillgan-estimate-") as root:
         trainer = _lightning_trainer(
-            replace(options, devices=1, num_nodes=1, strategy="auto"),
+            TrainerOptions(devices=1),
+            cfg.train.accelerator,
             # a small corpus may have fewer batches than that in an epoch: more epochs, same steps
             max_epochs=needed,
             limit_train_batches=needed,
             limit_val_batches=0,
             num_sanity_val_steps=0,
-            precision=options.precision or cfg.train.precision,
+            precision=cfg.train.precision,
             logger=False,
             callbacks=[timer],
             enable_checkpointing=False,
@@ -220,22 +219,6 @@ def _measure(
     return times["step"], times.get("warmup"), device, scale
 
 
-def _length(
-    stage: str, cfg: Any, corpus: Corpus, options: TrainerOptions | None, epochs: int | None, steps_done: int
-) -> tuple[RunLength, TrainerOptions]:
-    """The run's length, and its options as the training function resolves them."""
-    from distillgan.training import _gan_options, _probe
-
-    if stage not in ("vae", "vocoder"):
-        raise ValueError(f"unknown stage {stage!r}")
-    options = options or TrainerOptions(accelerator=cfg.train.accelerator)
-    options, world_size = (
-        _gan_options(options) if stage == "vocoder" else (options, _probe(options).world_size)
-    )
-    length = run_length_of(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
-    return length, options
-
-
 def run_length(
     stage: str,
     cfg: Any,
@@ -249,7 +232,13 @@ def run_length(
 
     Arguments as for :func:`estimate_run`.
     """
-    return _length(stage, cfg, corpus, options, epochs, steps_done)[0]
+    from distillgan.training import _probe
+
+    if stage not in ("vae", "vocoder"):
+        raise ValueError(f"unknown stage {stage!r}")
+    # the number of processes, as Lightning resolves it for the run
+    world_size = _probe(options or TrainerOptions(), cfg.train.accelerator).world_size
+    return run_length_of(stage, cfg, _datamodule(stage, cfg, corpus), world_size, epochs, steps_done)
 
 
 def estimate_run(
@@ -268,7 +257,8 @@ def estimate_run(
         cfg: the run's resolved config (a ``VAEConfig`` or ``VocoderConfig``), as it will be
             passed to the training function (a resumed vocoder run: its stored recipe).
         corpus: the run's corpus, as loaded for training.
-        options: the run's Trainer options (accelerator, precision, devices, ...).
+        options: the run's Trainer options (devices, nodes, strategy); the accelerator and
+            precision are ``cfg``'s.
         epochs: the vocoder's ``epochs`` argument of ``train_vocoder`` (or a resumed run's
             total); None or 0: the recipe decides (for the VAE, pass it in ``cfg.train.epochs``).
         steps_done: a resumed run's steps already trained (the model file's ``steps``).
@@ -276,12 +266,10 @@ def estimate_run(
     Takes a few seconds (a short measured fit) unless the run is short; raises
     :class:`~distillgan.errors.ConfigError` for options Lightning refuses.
     """
-    length, options = _length(stage, cfg, corpus, options, epochs, steps_done)
+    length = run_length(stage, cfg, corpus, options=options, epochs=epochs, steps_done=steps_done)
     if length.steps_left <= TIMED_ABOVE_STEPS:
         return RunEstimate(length, None, None, "")
-    step_s, warmup_s, device, scale = _measure(
-        stage, cfg, corpus, options, warmup=length.warmup_steps_left > 0
-    )
+    step_s, warmup_s, device, scale = _measure(stage, cfg, corpus, warmup=length.warmup_steps_left > 0)
     return RunEstimate(length, step_s, warmup_s, device, scale)
 
 

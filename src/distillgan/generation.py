@@ -29,11 +29,9 @@ delivered mostly offset or the clip is near silence.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,12 +44,13 @@ from scipy.signal import butter, sosfiltfilt
 
 from distillgan import config as cfg_lib
 from distillgan.audio import load_audio, resample, write_audio
-from distillgan.config import VAEConfig
 from distillgan.errors import ConfigError, DistillganError, ModelFileError, VocoderUnavailableError
+from distillgan.filecache import FileVersion, model_file_version, once_per_file_version
 from distillgan.mel import HOP_LENGTH, N_FFT, SAMPLE_RATE, log_mel_spectrogram
 from distillgan.modelfile import model_name, open_model, vae_record
 from distillgan.networks.vae import MelVAE, decode_trajectory, latent_trajectory
 from distillgan.progress import epochs_done
+from distillgan.recipes import VAEConfig
 from distillgan.vocoders.base import Vocoder
 from distillgan.vocoders.bigvgan import BigVGANVocoder, load_bigvgan_vocoder
 from distillgan.vocoders.bigvgan_weights import BigVGANUnavailableError
@@ -259,23 +258,12 @@ def _pick_vocoder(
 
 def load_vae(model_path: Path, device: str | torch.device = "cpu") -> MelVAE:
     """The model's VAE in eval mode on ``device``, built once per file version and device."""
-    path = Path(model_path).expanduser().resolve()
-    try:
-        stat = path.stat()
-    except OSError as error:
-        raise ModelFileError(f"no model file at {model_path}") from error
-    with _vae_lock:
-        return _load_vae_cached(
-            str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size, str(torch.device(device))
-        )
+    return _load_vae_cached(model_file_version(model_path), str(torch.device(device)))
 
 
-_vae_lock = threading.Lock()
-
-
-@functools.lru_cache(maxsize=4)
-def _load_vae_cached(path_text: str, inode: int, mtime_ns: int, size: int, device: str) -> MelVAE:
-    path = Path(path_text)
+@once_per_file_version(maxsize=4)
+def _load_vae_cached(model_file: FileVersion, device: str) -> MelVAE:
+    path = model_file.path
     reader = open_model(path)
     config = vae_record(reader).config  # a clear ModelFileError when the model has no VAE stage
     try:

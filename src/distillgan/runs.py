@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ["32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64"]
 VOCODER_RECIPES = ["vocoder", "vocoder_quick", "vocoder_tiny"]
+# Where and at what precision a run computes, not what it learns: recipe settings (``train``
+# keys) that a resumed VAE run may change (a resumed vocoder run may change more: see
+# distillgan.training.KEPT_ON_RESUME).
+COMPUTE_SETTINGS = ("precision", "accelerator")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,11 +238,11 @@ class TrainRequest:
     stage: Stage
     model_path: Path
     corpus_dir: Path | None = None  # a new model's corpus folder (VAE only)
-    train: dict[str, Any] = field(default_factory=dict)  # overrides of the recipe's train section
+    # overrides of the recipe's train section, precision and accelerator included
+    train: dict[str, Any] = field(default_factory=dict)
     epochs: int | None = None
     recipe: str = "vocoder"  # built-in vocoder recipe
     recipe_file: Path | None = None
-    accelerator: str | None = None
     audio_dir: Path | None = None  # where the corpus is now, if it moved
     accept_corpus_changes: bool = False
     bigvgan_dir: Path | None = None  # BigVGAN-v2's files, to score it at the end of a vocoder run
@@ -260,7 +264,7 @@ class Plan:
     """A run ready to start: its config (built once, here), epochs and whether it resumes."""
 
     request: TrainRequest
-    cfg: Any  # VAEConfig or VocoderConfig
+    cfg: Any  # the run's recipe: a VAEConfig or a VocoderConfig (distillgan.recipes)
     epochs: int | None  # the vocoder's total (None: the recipe or the corpus decides); the VAE's is in cfg
     resume: bool
     ignored: tuple[str, ...] = ()  # asked-for settings (request keys) a resumed run keeps as they were
@@ -349,7 +353,7 @@ def _plan(request: TrainRequest, state: ModelState, terms: Terms) -> Plan:
     if request.recipe_file is not None:
         asked.append("recipe_file")
     if request.stage == "vae":
-        from distillgan.config import load_vae_config
+        from distillgan.recipes import load_vae_config
 
         vae = state.vae
         if resume:
@@ -359,15 +363,15 @@ def _plan(request: TrainRequest, state: ModelState, terms: Terms) -> Plan:
                     f"model '{state.name}' has no usable stored VAE config to resume with: {terms.start_over}"
                 )
             # the stored run's recipe: its network and optimisation are in the saved state; only
-            # the precision may change, as for the vocoder
-            precision = {k: v for k, v in request.train.items() if k == "precision"}
-            cfg = load_vae_config(None, merge(stored, {"train": precision}) if precision else stored)
-            ignored = tuple(k for k in asked if k != "precision")
+            # where and at what precision it computes may change, as for the vocoder
+            changed = {k: v for k, v in request.train.items() if k in COMPUTE_SETTINGS}
+            cfg = load_vae_config(None, merge(stored, {"train": changed}) if changed else stored)
+            ignored = tuple(k for k in asked if k not in COMPUTE_SETTINGS)
             return Plan(request, cfg, None, True, ignored, vae.steps or 0)
         train = {**request.train, **({"epochs": request.epochs} if request.epochs else {})}
         return Plan(request, load_vae_config(request.recipe_file, {"train": train}), None, False)
 
-    from distillgan.lightning_modules.hifigan import load_vocoder_config
+    from distillgan.recipes import load_vocoder_config
 
     if not resume:
         cfg = load_vocoder_config(request.recipe_file, {"train": request.train}, recipe=request.recipe)
@@ -417,7 +421,7 @@ def saved_settings(state: ModelState, stage: Stage) -> dict[str, Any] | None:
     """The settings of ``stage``'s saved unfinished run in the model file (its stored recipe, its
     total epochs, and the built-in vocoder recipe it matches, if any); None without one, or when
     the stored config is unusable (resuming says why)."""
-    from distillgan.config import load_vae_config
+    from distillgan.recipes import load_vae_config, load_vocoder_config
 
     try:
         if stage == "vae":
@@ -429,8 +433,6 @@ def saved_settings(state: ModelState, stage: Stage) -> dict[str, Any] | None:
         vocoder = state.vocoder
         if vocoder is None or vocoder.complete:
             return None
-        from distillgan.lightning_modules.hifigan import load_vocoder_config
-
         cfg = load_vocoder_config(
             None, {"generator": vocoder.config or {}, "train": vocoder.train_config or {}}
         )

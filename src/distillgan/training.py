@@ -17,13 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distillgan.config import VAEConfig
 from distillgan.corpus import Corpus, build_manifest
 from distillgan.errors import ConfigError, DistillganError
 from distillgan.modelfile import DatasetRecord, ModelLock, Section, StageRecord, VocoderRecord
 from distillgan.progress import CancelToken, ProgressListener
 
 if TYPE_CHECKING:
+    from distillgan.recipes import VAEConfig, VocoderConfig
     from distillgan.runs import Plan
 
 # The global RNGs initialise a network: runs started by threads of one process (the UI's
@@ -37,10 +37,10 @@ VOCODER_TARGET_STEPS = 20_000
 
 @dataclass
 class TrainerOptions:
-    """Lightning's own values, passed straight to the Trainer."""
+    """Where a run's processes go, passed straight to Lightning's Trainer. What they compute on
+    and at what precision is the recipe's (``train.accelerator``, ``train.precision``): a front
+    end sets those as overrides of the recipe, like any other training setting."""
 
-    accelerator: str = "auto"
-    precision: str | None = None
     devices: str | int = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
@@ -203,7 +203,7 @@ KEPT_ON_RESUME = ("lr", "batch_size", "warmup_steps", "steps_per_epoch", "init")
 
 @dataclass
 class ResumedVocoderRun:
-    cfg: Any  # the run's own VocoderConfig, with the settings that may change applied
+    cfg: VocoderConfig  # the run's own recipe, with the settings that may change applied
     total_epochs: int | None  # None: the recipe decides
     ignored: list[str]  # asked-for settings that resuming keeps as they were
 
@@ -220,7 +220,7 @@ def resumed_vocoder_run(
     Raises :class:`DistillganError` when the run has no epochs left to train; ``go_on`` tells
     the user how to continue in the front end's own terms (``{done}`` is the epochs trained).
     """
-    from distillgan.lightning_modules.hifigan import load_vocoder_config
+    from distillgan.recipes import load_vocoder_config
 
     stored_train = vocoder.train_config or {}
     ignored = [
@@ -235,16 +235,16 @@ def resumed_vocoder_run(
     return ResumedVocoderRun(cfg, total, ignored)
 
 
-def _lightning_trainer(options: TrainerOptions, **settings: Any) -> Any:
-    """``L.Trainer`` on ``options``' accelerator, devices, nodes and strategy; a value Lightning
-    refuses becomes one clear error."""
+def _lightning_trainer(options: TrainerOptions, accelerator: str, **settings: Any) -> Any:
+    """``L.Trainer`` on the recipe's ``accelerator`` and ``options``' devices, nodes and strategy;
+    a value Lightning refuses becomes one clear error."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     quiet_lightning()
     try:
         return L.Trainer(
-            accelerator=options.accelerator,
+            accelerator=accelerator,
             devices=options.devices,
             num_nodes=options.num_nodes,
             strategy=options.strategy,
@@ -255,11 +255,12 @@ def _lightning_trainer(options: TrainerOptions, **settings: Any) -> Any:
         raise ConfigError(f"cannot set up training: {str(exc).strip().splitlines()[0]}") from exc
 
 
-def _probe(options: TrainerOptions) -> Any:
+def _probe(options: TrainerOptions, accelerator: str) -> Any:
     """The Trainer ``options`` resolve to, built and dropped (nothing starts): its strategy and
     world size are Lightning's own answers, for torchrun and srun too."""
     return _lightning_trainer(
         options,
+        accelerator,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -267,7 +268,7 @@ def _probe(options: TrainerOptions) -> Any:
     )
 
 
-def _gan_options(options: TrainerOptions) -> tuple[TrainerOptions, int]:
+def _gan_options(options: TrainerOptions, accelerator: str) -> tuple[TrainerOptions, int]:
     """``options`` for the vocoder, as Lightning resolves them (from a Trainer built and dropped;
     nothing starts): a strategy whose DDP tolerates parameters without gradients in a backward,
     whether DDP was asked for or Lightning chose it (``auto`` on several devices or nodes,
@@ -278,7 +279,7 @@ def _gan_options(options: TrainerOptions) -> tuple[TrainerOptions, int]:
     """
     from lightning.pytorch.strategies import DDPStrategy
 
-    probe = _probe(options)
+    probe = _probe(options, accelerator)
     strategy = options.strategy
     if isinstance(probe.strategy, DDPStrategy):
         if strategy == "auto":  # Lightning's own choice: ddp, or ddp_fork in an interactive session
@@ -289,28 +290,28 @@ def _gan_options(options: TrainerOptions) -> tuple[TrainerOptions, int]:
 
 
 def _trainer(
-    *,
     model_path: Path,
-    stage: str,
-    max_epochs: int,
+    length: RunLength,
+    train: Any,
     options: TrainerOptions,
     callbacks: list[Any],
-    precision: str,
     val_every: int,
-    steps_per_epoch: int,
 ) -> Any:
+    """The Lightning Trainer of a run; ``train`` is the recipe's train section (the run's
+    accelerator and precision), ``options`` where its processes go."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     logger = TensorBoardLogger(
         save_dir=str(run_dir(model_path)),
         name="tensorboard",
-        version=f"{stage}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
+        version=f"{length.stage}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
         default_hp_metric=False,
     )
     return _lightning_trainer(
         options,
-        max_epochs=max_epochs,
-        precision=options.precision or precision,
+        train.accelerator,
+        max_epochs=length.epochs,
+        precision=train.precision,
         logger=logger,
         callbacks=callbacks,
         enable_checkpointing=True,  # our ModelFileCheckpoint replaces the default ModelCheckpoint
@@ -318,7 +319,7 @@ def _trainer(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         check_val_every_n_epoch=val_every,
-        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        log_every_n_steps=max(1, min(50, length.steps_per_epoch)),
     )
 
 
@@ -379,6 +380,40 @@ def _result(trainer: Any, checkpoint: Any, cancel: CancelToken, model_path: Path
     )
 
 
+def _run(
+    module: Any,
+    datamodule: Any,
+    length: RunLength,
+    train: Any,
+    checkpoint: Any,
+    *,
+    own_callbacks: list[Any] | None = None,
+    extra_callbacks: list[Any] | None = None,
+    val_every: int,
+    listener: ProgressListener | None,
+    cancel: CancelToken | None,
+    options: TrainerOptions,
+    resume: bool,
+) -> RunResult:
+    """Fit ``module`` on ``datamodule`` for ``length`` (either stage), saving through
+    ``checkpoint`` (a ``ModelFileCheckpoint``), and report the outcome.
+
+    Callbacks in this order: cancelling, the stage's ``own_callbacks``, the checkpoint, progress
+    for ``listener``, then the caller's ``extra_callbacks``.
+    """
+    from distillgan.callbacks import CancelOnRequest, ProgressReporter
+
+    cancel = cancel or CancelToken()
+    callbacks: list[Any] = [CancelOnRequest(cancel), *(own_callbacks or []), checkpoint]
+    if listener is not None:
+        callbacks.append(ProgressReporter(listener, length.stage))
+    callbacks.extend(extra_callbacks or [])
+    model_path = checkpoint.model_path
+    trainer = _trainer(model_path, length, train, options, callbacks, val_every)
+    _fit(trainer, module, datamodule, model_path, resume, checkpoint)
+    return _result(trainer, checkpoint, cancel, model_path)
+
+
 def train_vae(
     corpus: Corpus,
     model_path: Path,
@@ -393,14 +428,13 @@ def train_vae(
     """Train (or resume) the VAE stage of ``model_path`` on ``corpus``."""
     import lightning as L
 
-    from distillgan.callbacks import CancelOnRequest, ModelFileCheckpoint, ProgressReporter
+    from distillgan.callbacks import ModelFileCheckpoint
     from distillgan.lightning_modules.vae import VAEDataModule, VAEModule
 
-    options = options or TrainerOptions(accelerator=cfg.train.accelerator)
-    cancel = cancel or CancelToken()
+    options = options or TrainerOptions()
     datamodule = VAEDataModule([f.audio for f in corpus.files], cfg)
-    length = run_length_of("vae", cfg, datamodule, _probe(options).world_size)
-    per_epoch, epochs = length.steps_per_epoch, length.epochs
+    length = run_length_of("vae", cfg, datamodule, _probe(options, cfg.train.accelerator).world_size)
+    epochs = length.epochs
     with _SEEDING:
         L.seed_everything(cfg.train.seed, verbose=False)
         module = VAEModule(cfg, total_epochs=epochs)
@@ -421,27 +455,24 @@ def train_vae(
         replace_damaged=not resume,
         listener=listener,
     )
-    callbacks: list[Any] = [CancelOnRequest(cancel), checkpoint]
-    if listener is not None:
-        callbacks.append(ProgressReporter(listener, "vae"))
-    trainer = _trainer(
-        model_path=model_path,
-        stage="vae",
-        max_epochs=epochs,
-        options=options,
-        callbacks=callbacks,
-        precision=cfg.train.precision,
+    return _run(
+        module,
+        datamodule,
+        length,
+        cfg.train,
+        checkpoint,
         val_every=val_every,
-        steps_per_epoch=per_epoch,
+        listener=listener,
+        cancel=cancel,
+        options=options,
+        resume=resume,
     )
-    _fit(trainer, module, datamodule, model_path, resume, checkpoint)
-    return _result(trainer, checkpoint, cancel, model_path)
 
 
 def train_vocoder(
     corpus: Corpus,
     model_path: Path,
-    cfg: Any,
+    cfg: VocoderConfig,
     *,
     lock: ModelLock | None,
     listener: ProgressListener | None = None,
@@ -454,27 +485,20 @@ def train_vocoder(
 ) -> RunResult:
     """Train (or resume) the per-model HiFi-GAN vocoder of ``model_path`` on ``corpus``.
 
-    ``cfg`` is a :class:`~distillgan.lightning_modules.hifigan.VocoderConfig`; on resume it
+    ``cfg`` is a :class:`~distillgan.recipes.VocoderConfig`; on resume it
     must be the run's stored config. ``epochs`` overrides the total (e.g. to extend a run).
     A fresh run starts from what ``cfg.train.init`` names. A finished run scores BigVGAN-v2
     on the same held-out clips when it is on this machine (``bigvgan_dir``, else the hub cache).
     """
     import lightning as L
 
-    from distillgan.callbacks import (
-        AudioPreviews,
-        BigVGANScore,
-        CancelOnRequest,
-        ModelFileCheckpoint,
-        ProgressReporter,
-    )
+    from distillgan.callbacks import AudioPreviews, BigVGANScore, ModelFileCheckpoint
     from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderDataModule
     from distillgan.modelfile import open_model
     from distillgan.vocoders.prior import starting_weights
 
     t = cfg.train
-    options, world_size = _gan_options(options or TrainerOptions(accelerator=t.accelerator))
-    cancel = cancel or CancelToken()
+    options, world_size = _gan_options(options or TrainerOptions(), t.accelerator)
     vae = None
     if t.vae_aware_fraction > 0 and model_path.exists() and open_model(model_path).has("vae"):
         from distillgan.generation import load_vae
@@ -487,11 +511,10 @@ def train_vocoder(
         vae=vae,
     )
     length = run_length_of("vocoder", cfg, datamodule, world_size, epochs)
-    per_epoch, total_epochs = length.steps_per_epoch, length.epochs
     start = None if resume else starting_weights(t.init, model_path.parent, exclude=model_path)
     with _SEEDING:
         L.seed_everything(t.seed, verbose=False)
-        module = HiFiGANModule(cfg, total_epochs=total_epochs, start=start)
+        module = HiFiGANModule(cfg, total_epochs=length.epochs, start=start)
     checkpoint = ModelFileCheckpoint(
         model_path,
         "vocoder",
@@ -501,27 +524,25 @@ def train_vocoder(
         owner="distillgan train vocoder",
         listener=listener,
     )
-    callbacks: list[Any] = [
-        CancelOnRequest(cancel),
-        AudioPreviews(run_dir(model_path) / "previews", every_n_epochs=t.preview_interval, listener=listener),
-        BigVGANScore(bigvgan_dir),
+    return _run(
+        module,
+        datamodule,
+        length,
+        t,
         checkpoint,
-    ]
-    if listener is not None:
-        callbacks.append(ProgressReporter(listener, "vocoder"))
-    callbacks.extend(extra_callbacks or [])
-    trainer = _trainer(
-        model_path=model_path,
-        stage="vocoder",
-        max_epochs=total_epochs,
-        options=options,
-        callbacks=callbacks,
-        precision=t.precision,
+        own_callbacks=[
+            AudioPreviews(
+                run_dir(model_path) / "previews", every_n_epochs=t.preview_interval, listener=listener
+            ),
+            BigVGANScore(bigvgan_dir),
+        ],
+        extra_callbacks=extra_callbacks,
         val_every=1,
-        steps_per_epoch=per_epoch,
+        listener=listener,
+        cancel=cancel,
+        options=options,
+        resume=resume,
     )
-    _fit(trainer, module, datamodule, model_path, resume, checkpoint)
-    return _result(trainer, checkpoint, cancel, model_path)
 
 
 def run_plan(

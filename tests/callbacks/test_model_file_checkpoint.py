@@ -14,10 +14,11 @@ import torch
 from distillgan.callbacks import ModelFileCheckpointIO
 from distillgan.corpus import load_corpus
 from distillgan.errors import TrainingError
-from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
+from distillgan.lightning_modules.hifigan import HiFiGANModule
 from distillgan.modelfile import ModelLock, Section, open_model, write_model
 from distillgan.progress import ProgressEvent
-from distillgan.training import TrainerOptions, train_vocoder
+from distillgan.recipes import load_vocoder_config
+from distillgan.training import train_vocoder
 from tests.training_runs import train_tiny_vocoder as train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,7 +93,9 @@ def test_saves_every_interval_and_drops_the_training_state_at_the_end(
     vae_model: Path, tiny_corpus: Path
 ) -> None:
     events: list[ProgressEvent] = []
-    cfg = load_vocoder_config(None, {"train": {"epochs": 3, "checkpoint_interval": 2}}, recipe="vocoder_tiny")
+    cfg = load_vocoder_config(
+        None, {"train": {"epochs": 3, "checkpoint_interval": 2, "accelerator": "cpu"}}, recipe="vocoder_tiny"
+    )
     with ModelLock(vae_model, owner="test") as lock:
         result = train_vocoder(
             load_corpus(tiny_corpus),
@@ -100,7 +103,6 @@ def test_saves_every_interval_and_drops_the_training_state_at_the_end(
             cfg,
             lock=lock,
             listener=events.append,
-            options=TrainerOptions(accelerator="cpu"),
         )
     saves = [(e.epoch, e.message) for e in events if e.kind == "checkpoint"]
     assert saves == [(2, "partial"), (3, "complete")]
@@ -161,7 +163,9 @@ class PoisonFrom(L.Callback):
 def test_repeated_non_finite_steps_stop_and_leave_only_finite_weights_in_the_file(
     vae_model: Path, tiny_corpus: Path
 ) -> None:
-    cfg = load_vocoder_config(None, {"train": {"max_nonfinite_steps": 4}}, recipe="vocoder_tiny")
+    cfg = load_vocoder_config(
+        None, {"train": {"max_nonfinite_steps": 4, "accelerator": "cpu"}}, recipe="vocoder_tiny"
+    )
     with (
         ModelLock(vae_model, owner="test") as lock,
         pytest.raises(TrainingError, match="non-finite losses and were skipped"),
@@ -171,7 +175,6 @@ def test_repeated_non_finite_steps_stop_and_leave_only_finite_weights_in_the_fil
             vae_model,
             cfg,
             lock=lock,
-            options=TrainerOptions(accelerator="cpu"),
             extra_callbacks=[PoisonFrom(3)],
         )
     reader = open_model(vae_model)

@@ -15,11 +15,12 @@ from distillgan.callbacks.previews import archive_previews
 from distillgan.corpus import load_corpus
 from distillgan.data import HOLD_OUT_FILES_FROM
 from distillgan.examples import synth_pluck
-from distillgan.lightning_modules.hifigan import PREVIEW_SAMPLES, VocoderDataModule, load_vocoder_config
+from distillgan.lightning_modules.hifigan import PREVIEW_SAMPLES, VocoderDataModule
 from distillgan.mel import SAMPLE_RATE
 from distillgan.modelfile import ModelLock
 from distillgan.progress import ProgressEvent
-from distillgan.training import TrainerOptions, run_dir, train_vocoder
+from distillgan.recipes import load_vocoder_config
+from distillgan.training import run_dir, train_vocoder
 from tests.training_runs import train_tiny_vocoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,7 +30,9 @@ def test_one_run_reports_progress_and_previews_the_same_held_out_clips(
     vae_model: Path, tiny_corpus: Path
 ) -> None:
     events: list[ProgressEvent] = []
-    cfg = load_vocoder_config(None, {"train": {"epochs": 3, "preview_interval": 2}}, recipe="vocoder_tiny")
+    cfg = load_vocoder_config(
+        None, {"train": {"epochs": 3, "preview_interval": 2, "accelerator": "cpu"}}, recipe="vocoder_tiny"
+    )
     corpus = load_corpus(tiny_corpus)
     with ModelLock(vae_model, owner="test") as lock:
         result = train_vocoder(
@@ -38,7 +41,6 @@ def test_one_run_reports_progress_and_previews_the_same_held_out_clips(
             cfg,
             lock=lock,
             listener=events.append,
-            options=TrainerOptions(accelerator="cpu"),
         )
     assert result.status == "complete" and result.steps == 24
 
@@ -92,10 +94,10 @@ def test_a_corpus_with_held_out_files_previews_2_s_of_them_and_scores_the_same_c
     """Short validation clips (the tiny recipe's 0.26 s) still give previews of 2 s: the held-out
     files are unseen, so more of them costs training nothing; the score's clips stay."""
     corpus = load_corpus(library(tmp_path / "library", 2.6))
-    train = {"epochs": 1, "steps_per_epoch": 2, "val_clips": 2, "warmup_steps": 0}
+    train = {"epochs": 1, "steps_per_epoch": 2, "val_clips": 2, "warmup_steps": 0, "accelerator": "cpu"}
     cfg = load_vocoder_config(None, {"train": train}, recipe="vocoder_tiny")
     with ModelLock(vae_model, owner="test") as lock:
-        train_vocoder(corpus, vae_model, cfg, lock=lock, options=TrainerOptions(accelerator="cpu"))
+        train_vocoder(corpus, vae_model, cfg, lock=lock)
 
     datamodule = VocoderDataModule([f.audio for f in corpus.files], cfg.train)
     clip_len = cfg.train.val_clip_samples

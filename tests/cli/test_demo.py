@@ -20,9 +20,9 @@ QUICK = ["--vae-epochs", "1", "--recipe", "vocoder_tiny", "--duration", "1.5", "
 
 def _earlier_demo_model(models_dir: Path) -> Path:
     """``demo.distillgan`` as an earlier demo left it: a (tiny) VAE of the example corpus."""
-    from distillgan.config import load_vae_config
     from distillgan.lightning_modules.vae import VAEModule
     from distillgan.modelfile import DatasetRecord, ModelLock, Section, StageRecord, write_model
+    from distillgan.recipes import load_vae_config
 
     cfg = load_vae_config(None, {"model": {"latent_dim": 4, "channels": [16, 16]}, "train": {"epochs": 1}})
     progress = StageRecord(status="complete", epoch=1, epochs_completed=1, total_epochs=1, steps=1)

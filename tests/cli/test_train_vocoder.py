@@ -12,10 +12,10 @@ import yaml
 from distillgan.audio import write_audio
 from distillgan.corpus import load_corpus
 from distillgan.examples import synth_tone
-from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock, Section, open_model, write_model
 from distillgan.progress import METRICS, TABLE, CancelToken
-from distillgan.training import TrainerOptions, run_dir, train_vocoder
+from distillgan.recipes import load_vocoder_config
+from distillgan.training import run_dir, train_vocoder
 from tests.cli.conftest import CliRun, assert_one_line_error, cli_env, run_until_sigint
 from tests.training_runs import CancelAfter
 
@@ -26,7 +26,9 @@ TINY = ["--recipe", "vocoder_tiny", "--epochs", "1"]
 
 def leave_vocoder(path: Path, corpus: Path, *, cancel_after: int | None = None, keep: bool = False) -> None:
     """Train the tiny vocoder through the API: cancelled (partial + training state) or complete."""
-    cfg = load_vocoder_config(None, {"train": {"epochs": 1, "keep_checkpoint": keep}}, recipe="vocoder_tiny")
+    cfg = load_vocoder_config(
+        None, {"train": {"epochs": 1, "keep_checkpoint": keep, "accelerator": "cpu"}}, recipe="vocoder_tiny"
+    )
     token = CancelToken()
     with ModelLock(path, owner="test") as lock:
         train_vocoder(
@@ -35,7 +37,6 @@ def leave_vocoder(path: Path, corpus: Path, *, cancel_after: int | None = None, 
             cfg,
             lock=lock,
             cancel=token,
-            options=TrainerOptions(accelerator="cpu"),
             extra_callbacks=[CancelAfter(token, cancel_after)] if cancel_after else None,
         )
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
+from distillgan.lightning_modules.hifigan import HiFiGANModule
+from distillgan.recipes import load_vocoder_config
 
 
 def state(value: int) -> torch.Tensor:

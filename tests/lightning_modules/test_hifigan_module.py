@@ -14,15 +14,11 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 
 from distillgan.corpus import load_corpus
 from distillgan.errors import TrainingError
-from distillgan.lightning_modules.hifigan import (
-    HiFiGANModule,
-    VocoderConfig,
-    VocoderDataModule,
-    load_vocoder_config,
-)
+from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderDataModule
 from distillgan.mel import log_mel_spectrogram
 from distillgan.modelfile import StageRecord
 from distillgan.networks.hifigan import Generator
+from distillgan.recipes import VocoderConfig, load_vocoder_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -308,8 +304,8 @@ def test_a_training_state_with_the_old_melgan_msd_is_refused_clearly(tiny_corpus
 
 
 def test_vae_aware_batches_feed_the_vaes_mel_of_the_same_frames(tiny_corpus: Path) -> None:
-    from distillgan.config import load_vae_config
     from distillgan.networks.vae import MelVAE, reconstruct
+    from distillgan.recipes import load_vae_config
 
     vae = MelVAE(load_vae_config().model).eval()
     cfg = tiny(vae_aware_fraction=0.5, segment_samples=2048)

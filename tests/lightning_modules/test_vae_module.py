@@ -14,27 +14,33 @@ import h5py
 import pytest
 import torch
 
-from distillgan.config import load_vae_config
 from distillgan.corpus import load_corpus
 from distillgan.errors import ModelFileError
 from distillgan.lightning_modules.vae import VAEDataModule
 from distillgan.modelfile import SCHEMA_VERSION, ModelLock, Section, open_model, write_model
 from distillgan.networks.vae import MelVAE
 from distillgan.progress import CancelToken, ProgressEvent
-from distillgan.training import TrainerOptions, train_vae
+from distillgan.recipes import load_vae_config
+from distillgan.training import train_vae
 
 TINY = {
     "model": {"latent_dim": 4, "channels": [32, 32], "kernel_size": 3},
-    "train": {"chunk_frames": 16, "batch_size": 4, "lr": 0.003, "kl_warmup_steps": 20, "epochs": 12},
+    # on a CPU, whatever this machine has
+    "train": {
+        "chunk_frames": 16,
+        "batch_size": 4,
+        "lr": 0.003,
+        "kl_warmup_steps": 20,
+        "epochs": 12,
+        "accelerator": "cpu",
+    },
 }
 
 
 def run(corpus_dir: Path, path: Path, **kwargs: object) -> object:
     cfg = load_vae_config(None, TINY)
     with ModelLock(path, owner="test") as lock:
-        return train_vae(
-            load_corpus(corpus_dir), path, cfg, lock=lock, options=TrainerOptions(accelerator="cpu"), **kwargs
-        )
+        return train_vae(load_corpus(corpus_dir), path, cfg, lock=lock, **kwargs)
 
 
 def test_five_files_train_into_a_loadable_model_whose_validation_loss_fell(
@@ -85,9 +91,7 @@ def test_cancel_keeps_a_resumable_vae_and_resume_finishes_it(tiny_corpus: Path, 
 def fresh_run(corpus_dir: Path, path: Path, **kwargs: object) -> object:
     cfg = load_vae_config(None, {**TINY, "train": {**TINY["train"], "epochs": 2}})
     with ModelLock(path, owner="test") as lock:
-        return train_vae(
-            load_corpus(corpus_dir), path, cfg, lock=lock, options=TrainerOptions(accelerator="cpu"), **kwargs
-        )
+        return train_vae(load_corpus(corpus_dir), path, cfg, lock=lock, **kwargs)
 
 
 def test_a_fresh_run_replaces_a_damaged_file_at_its_first_save_not_before(

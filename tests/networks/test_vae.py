@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distillgan.config import VAEModelConfig
-from distillgan.networks.vae import MelVAE, decode_trajectory, kl_divergence, latent_trajectory
+from distillgan.networks.vae import (
+    MelVAE,
+    VAEModelConfig,
+    decode_trajectory,
+    kl_divergence,
+    latent_trajectory,
+)
 
 
 @pytest.fixture

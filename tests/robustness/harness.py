@@ -83,10 +83,10 @@ def write_recipe(path: Path, recipe: dict[str, Any], **train: Any) -> Path:
 def make_vae_model(corpus: Path, path: Path) -> Path:
     """``path`` as `train vae` leaves it (a tiny untrained VAE and ``corpus``'s manifest), written
     in-process in a fraction of a second, ready for `train vocoder`."""
-    from distillgan.config import load_vae_config
     from distillgan.corpus import build_manifest, load_corpus
     from distillgan.lightning_modules.vae import VAEModule
     from distillgan.modelfile import ModelLock, Section, StageRecord, write_model
+    from distillgan.recipes import load_vae_config
 
     cfg = load_vae_config(None, TINY_VAE)
     progress = StageRecord(status="complete", epoch=2, epochs_completed=2, total_epochs=2, steps=2)

@@ -32,8 +32,9 @@ from distillgan.config import json_attr
 from distillgan.corpus import check_manifest
 from distillgan.errors import DistillganError
 from distillgan.generation import load_vae, vocoder_status
-from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
+from distillgan.lightning_modules.hifigan import HiFiGANModule
 from distillgan.modelfile import ModelLock, StageRecord, open_model, write_model
+from distillgan.recipes import load_vocoder_config
 from tests.address_space import address_space_limit
 from tests.cli.conftest import invoke
 from tests.robustness.harness import TINY_VOCODER, make_vae_model, write_short_corpus

@@ -448,18 +448,20 @@ VAE_RESUME_CASES = {
 @pytest.fixture(scope="module")
 def unfinished_vae(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A VAE run stopped after its first epoch: the model file holds its resumable state."""
-    from distillgan.config import load_vae_config
     from distillgan.corpus import load_corpus
     from distillgan.modelfile import ModelLock
     from distillgan.progress import CancelToken
-    from distillgan.training import TrainerOptions, train_vae
+    from distillgan.recipes import load_vae_config
+    from distillgan.training import train_vae
     from tests.robustness.harness import TINY_VAE
 
     root = tmp_path_factory.mktemp("unfinished-vae")
     corpus = write_short_corpus(root / "corpus")
     path = root / "v.distillgan"
     token = CancelToken()
-    cfg = load_vae_config(None, {**TINY_VAE, "train": {**TINY_VAE["train"], "epochs": 20}})
+    cfg = load_vae_config(
+        None, {**TINY_VAE, "train": {**TINY_VAE["train"], "epochs": 20, "accelerator": "cpu"}}
+    )
     with ModelLock(path, owner="test") as lock:
         train_vae(
             load_corpus(corpus),
@@ -468,7 +470,6 @@ def unfinished_vae(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
             lock=lock,
             cancel=token,
             listener=lambda event: token.cancel() if event.kind == "epoch" else None,
-            options=TrainerOptions(accelerator="cpu"),
         )
     return corpus, path
 

@@ -264,7 +264,8 @@ def test_replacing_a_model_keeps_the_old_one_until_the_first_save(
     """`train vae --overwrite` (the UI's "Replace the model"): a run that dies before its first
     save leaves the old model -- its trained vocoder too -- whole; the first save replaces it."""
     from distillgan import training
-    from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
+    from distillgan.lightning_modules.hifigan import HiFiGANModule
+    from distillgan.recipes import load_vocoder_config
 
     corpus = write_short_corpus(tmp_path / "corpus")
     models = tmp_path / "models"
@@ -278,7 +279,7 @@ def test_replacing_a_model_keeps_the_old_one_until_the_first_save(
     replace = ["train", "vae", str(corpus), "--name", "m", "--overwrite", "--config", str(recipe)]
     replace += ["--models-dir", str(models)]
 
-    def power_cut(**kwargs: Any) -> Any:
+    def power_cut(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt  # the run dies after taking the lock, before any save
 
     with monkeypatch.context() as patch:

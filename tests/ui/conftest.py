@@ -24,12 +24,11 @@ import yaml
 from playwright.sync_api import expect
 
 from distillgan.audio import SAMPLE_RATE, write_audio
-from distillgan.config import load_vae_config
 from distillgan.corpus import load_corpus
 from distillgan.examples import synth_bell, synth_pluck, synth_tone
-from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock
-from distillgan.training import TrainerOptions, train_vae, train_vocoder
+from distillgan.recipes import load_vae_config, load_vocoder_config
+from distillgan.training import train_vae, train_vocoder
 from distillgan.ui.train_tab import NEW_LABEL
 from distillgan.vocoders.bigvgan_weights import LOCAL_DIR_ENV  # imports huggingface_hub before HF_* change
 
@@ -193,9 +192,8 @@ def _train_vae(path: Path, corpus_dir: Path) -> None:
         train_vae(
             load_corpus(corpus_dir),
             path,
-            load_vae_config(None, TINY_VAE),
+            load_vae_config(None, {**TINY_VAE, "train": {**TINY_VAE["train"], "accelerator": "cpu"}}),
             lock=lock,
-            options=TrainerOptions(accelerator="cpu"),
         )
 
 
@@ -228,14 +226,14 @@ def train_per_model_vocoder(
     path: Path, corpus_dir: Path, *, epochs: int, train: dict[str, object] | None = None
 ) -> None:
     """The tiny vocoder recipe, its ``train:`` keys overridden by ``train``."""
-    cfg = load_vocoder_config(None, {**TINY_VOCODER, "train": {**TINY_VOCODER["train"], **(train or {})}})
+    train = {**TINY_VOCODER["train"], **(train or {}), "accelerator": "cpu"}
+    cfg = load_vocoder_config(None, {**TINY_VOCODER, "train": train})
     with ModelLock(path, owner="test") as lock:
         train_vocoder(
             load_corpus(corpus_dir),
             path,
             cfg,
             lock=lock,
-            options=TrainerOptions(accelerator="cpu"),
             epochs=epochs,
         )
 

@@ -10,9 +10,9 @@ import pytest
 
 from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, CorpusError, DistillganError
-from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import VAERecord, VocoderRecord, open_model, vocoder_record
 from distillgan.progress import ProgressEvent, checkpoint_saved
+from distillgan.recipes import load_vae_config, load_vocoder_config
 from distillgan.runs import ModelState, Plan, Question, TrainRequest, plan_run
 from distillgan.ui import views
 from distillgan.ui.jobs import UI_TERMS, Job, JobManager, setting_name
@@ -95,7 +95,7 @@ def test_vae_questions_resume_then_replace(tmp_path: Path) -> None:
     assert question.text == "Model 'bells' has an unfinished VAE run. Resume after epoch 3 or start fresh?"
     assert question.kind == "resume"
     unfinished = dataclasses.replace(
-        unfinished, vae=dataclasses.replace(unfinished.vae, config=cfg_lib.to_dict(cfg_lib.load_vae_config()))
+        unfinished, vae=dataclasses.replace(unfinished.vae, config=cfg_lib.to_dict(load_vae_config()))
     )
     assert question_for(request.answer("resume"), unfinished) is None
     replace = question_for(request.answer("fresh"), model(vocoder=COMPLETE))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock, VocoderRecord, open_model
+from distillgan.recipes import load_vocoder_config
 from distillgan.runs import SETTINGS, read_model_state
 from distillgan.ui import views
 from tests.cli.conftest import invoke

@@ -52,10 +52,21 @@ def models_dir_option(f: Any) -> Any:
 
 
 def trainer_options(f: Any) -> Any:
-    """Lightning's own values, passed straight to the Trainer."""
+    """Lightning's own values: the accelerator and precision override the recipe's (its
+    ``train.accelerator`` and ``train.precision``); devices, nodes and strategy go straight to the
+    Trainer (:func:`build_trainer_options`)."""
     options = [
-        click.option("--accelerator", default=None, help="Lightning accelerator: auto, cpu, gpu, cuda, mps…"),
-        click.option("--precision", type=click.Choice(PRECISIONS), default=None, help="Lightning precision."),
+        click.option(
+            "--accelerator",
+            default=None,
+            help="Lightning accelerator: auto, cpu, gpu, cuda, mps… (default: the recipe's).",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS),
+            default=None,
+            help="Lightning precision (default: the recipe's).",
+        ),
         click.option(
             "--devices", default="auto", show_default=True, help="Lightning devices (count, list or auto)."
         ),
@@ -67,24 +78,13 @@ def trainer_options(f: Any) -> Any:
     return f
 
 
-def build_trainer_options(
-    accelerator: str | None,
-    precision: str | None,
-    devices: str,
-    num_nodes: int,
-    strategy: str,
-    default_accelerator: str,
-) -> Any:
+def build_trainer_options(devices: str, num_nodes: int, strategy: str) -> Any:
+    """The :class:`~distillgan.training.TrainerOptions` of ``--devices``, ``--num-nodes`` and
+    ``--strategy`` (a number of devices given as digits becomes an int, as Lightning wants it)."""
     from distillgan.training import TrainerOptions
 
     parsed_devices: str | int = int(devices) if devices.isdigit() else devices
-    return TrainerOptions(
-        accelerator=accelerator or default_accelerator,
-        precision=precision,
-        devices=parsed_devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-    )
+    return TrainerOptions(devices=parsed_devices, num_nodes=num_nodes, strategy=strategy)
 
 
 # Rank zero's resume-or-fresh decision, for the processes Lightning's own launcher starts: they

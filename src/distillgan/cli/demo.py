@@ -85,7 +85,7 @@ def demo_command(
     with `distillgan train vocoder demo --resume`. Running the demo again replaces its model.
     """
     from distillgan.cli.generate import generate_command
-    from distillgan.cli.train import Trainer, run_training
+    from distillgan.cli.train import run_training
     from distillgan.examples import write_example_corpus
     from distillgan.generation import vocoder_status
     from distillgan.modelfile import default_models_dir, new_model_path
@@ -107,11 +107,10 @@ def demo_command(
     console.print(f"[bold]2/3[/bold] Training the VAE ({vae_epochs or 'the recipe decides its'} epochs)")
     # the demo's own model (checked above): replaced without asking, as `--overwrite` and `--yes` do
     run_training(
-        TrainRequest("vae", model_path, corpus_dir=corpus, epochs=vae_epochs, resume=False, replace=True),
-        Trainer(),
+        TrainRequest("vae", model_path, corpus_dir=corpus, epochs=vae_epochs, resume=False, replace=True)
     )
     console.print(f"[bold]3/3[/bold] Training the model's own HiFi-GAN vocoder (recipe {recipe})")
-    run_training(TrainRequest("vocoder", model_path, recipe=recipe, resume=False, replace=True), Trainer())
+    run_training(TrainRequest("vocoder", model_path, recipe=recipe, resume=False, replace=True))
 
     clip = run_dir(model_path) / f"{name}-seed{seed}.wav"
     console.print(f"Generating {duration:g} s (seed {seed}) with the best vocoder:")

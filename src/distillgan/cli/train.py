@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -31,6 +31,9 @@ from distillgan.runs import (
     plan_run,
     read_model_state,
 )
+
+if TYPE_CHECKING:
+    from distillgan.training import TrainerOptions
 
 
 @click.command("vae")
@@ -80,25 +83,14 @@ def train_vae_command(
         stage="vae",
         model_path=new_model_path(name or Path(corpus).resolve().name, models_dir),
         corpus_dir=Path(corpus),
-        train=_given(batch_size=batch_size, lr=lr, precision=precision),
+        train=_given(batch_size=batch_size, lr=lr, precision=precision, accelerator=accelerator),
         epochs=epochs,
         recipe_file=config_file,
         # --overwrite: start over and replace the model (its first save does, kept whole until then)
         resume=False if overwrite else {"resume": True, "fresh": False}.get(resume_flag or ""),
         replace=overwrite,
     )
-    run_training(request, Trainer(accelerator, precision, devices, num_nodes, strategy))
-
-
-@dataclasses.dataclass(frozen=True)
-class Trainer:
-    """Lightning's own values from the command line (see :func:`trainer_options`)."""
-
-    accelerator: str | None = None
-    precision: str | None = None
-    devices: str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
+    run_training(request, build_trainer_options(devices, num_nodes, strategy))
 
 
 # what to pass instead, when a question cannot be asked
@@ -110,18 +102,22 @@ REFUSALS = {
 }
 
 
-def run_training(request: TrainRequest, trainer: Trainer) -> None:
+def run_training(request: TrainRequest, options: TrainerOptions | None = None) -> None:
     """Plan ``request`` (asking its questions), show its length and estimate, train it with a live
-    display; Ctrl+C saves and exits 130. What `train vae`, `train vocoder` and the demo run."""
+    display; Ctrl+C saves and exits 130. What `train vae`, `train vocoder` and the demo run.
+
+    ``options``: devices, nodes and strategy (default: Lightning's own ``auto``); the accelerator
+    and precision are the recipe's, overridden in ``request.train``."""
     from rich.markup import escape
 
     from distillgan.cli.display import TrainingDisplay, cancel_on_ctrl_c
     from distillgan.corpus import check_model_corpus, load_model_corpus
     from distillgan.modelfile import open_model
     from distillgan.progress import CancelToken
-    from distillgan.training import run_dir, run_plan
+    from distillgan.training import TrainerOptions, run_dir, run_plan
 
-    launch = Launch.current(trainer.num_nodes)
+    options = options or TrainerOptions()
+    launch = Launch.current(options.num_nodes)
     console, err = console_for(), console_for(stderr=True)
     console.quiet = err.quiet = not launch.rank_zero  # the other ranks train silently; rank zero reports
     path, vocoder = request.model_path, request.stage == "vocoder"
@@ -144,14 +140,6 @@ def run_training(request: TrainRequest, trainer: Trainer) -> None:
         note = plan.note(_flag)
         if note:
             err.print(f"[yellow]warning:[/yellow] {note}")
-        options = build_trainer_options(
-            trainer.accelerator,
-            trainer.precision,
-            trainer.devices,
-            trainer.num_nodes,
-            trainer.strategy,
-            plan.cfg.train.accelerator,
-        )
         if vocoder:
             corpus = load_model_corpus(
                 manifest,
@@ -375,6 +363,7 @@ def train_vocoder_command(
             warmup_steps=warmup_steps,
             keep_checkpoint=keep_checkpoint,
             precision=precision,
+            accelerator=accelerator,
             init=init,
         ),
         epochs=epochs,
@@ -386,4 +375,4 @@ def train_vocoder_command(
         resume={"resume": True, "fresh": False}.get(resume_flag or ""),
         replace=yes,
     )
-    run_training(request, Trainer(accelerator, precision, devices, num_nodes, strategy))
+    run_training(request, build_trainer_options(devices, num_nodes, strategy))

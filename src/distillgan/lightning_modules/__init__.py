@@ -1,20 +1,12 @@
-"""LightningModules and DataModules of distillgan: one recipe per module."""
+"""LightningModules and DataModules of distillgan: one recipe per module (the recipes' configs
+are in :mod:`distillgan.recipes`)."""
 
-from distillgan.lightning_modules.hifigan import (
-    HiFiGANModule,
-    VocoderConfig,
-    VocoderDataModule,
-    VocoderTrainConfig,
-    load_vocoder_config,
-)
+from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderDataModule
 from distillgan.lightning_modules.vae import VAEDataModule, VAEModule
 
 __all__ = [
     "HiFiGANModule",
     "VAEDataModule",
     "VAEModule",
-    "VocoderConfig",
     "VocoderDataModule",
-    "VocoderTrainConfig",
-    "load_vocoder_config",
 ]

@@ -10,13 +10,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from distillgan import config as cfg_lib
-from distillgan.config import VAEConfig
 from distillgan.corpus import pack_short_sounds
 from distillgan.data import CropDataModule, RandomCropLoader, hold_out
 from distillgan.mel import HOP_LENGTH, LOG_CLAMP, log_mel_spectrogram
 from distillgan.modelfile import Section, StageRecord, VAERecord
 from distillgan.modelfile.records import VAE
 from distillgan.networks.vae import MelVAE, kl_divergence
+from distillgan.recipes import VAEConfig
 
 MEL_FLOOR = float(torch.log(torch.tensor(LOG_CLAMP)))
 

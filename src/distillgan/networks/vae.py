@@ -8,13 +8,36 @@ travel with the weights.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distillgan.config import VAEModelConfig
+from distillgan.config import in_range, require
 from distillgan.mel import N_MELS
+
+
+@dataclass
+class VAEModelConfig:
+    """Mel-spectrogram VAE network: 1-D convolutions over time with the 128 mel bins as channels."""
+
+    latent_dim: int = 32
+    channels: list[int] = field(default_factory=lambda: [256, 256, 512])
+    # total temporal downsampling is 2 ** len(channels); chunks must be a multiple of it
+    kernel_size: int = 5
+
+    def validate(self) -> None:
+        in_range("model.latent_dim", self.latent_dim, 1, 1024)
+        require(1 <= len(self.channels) <= 6, "config key 'model.channels' must list 1 to 6 layers")
+        for c in self.channels:
+            in_range("model.channels[]", c, 1, 4096)
+        in_range("model.kernel_size", self.kernel_size, 1, 31)
+        require(self.kernel_size % 2 == 1, "config key 'model.kernel_size' must be odd")
+
+    @property
+    def time_reduction(self) -> int:
+        return 2 ** len(self.channels)
 
 
 class ChannelNorm(nn.Module):

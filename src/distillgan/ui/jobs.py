@@ -244,7 +244,7 @@ class Job:
         from distillgan.corpus import FEW_FILES_WARNING_THRESHOLD, load_corpus, load_model_corpus
         from distillgan.training import TrainerOptions, run_plan
 
-        request, state, cfg = self.request, self._state_at_start, self.plan.cfg
+        request, state = self.request, self._state_at_start
         note = self.plan.note(setting_name)
         if note:
             self.note(f"{note[0].upper()}{note[1:]}.")
@@ -274,7 +274,7 @@ class Job:
         if self.cancel_token.cancelled:
             return {"state": "cancelled"}
         # one device: a UI thread cannot host DDP's worker processes (use the CLI for several GPUs)
-        options = TrainerOptions(accelerator=request.accelerator or cfg.train.accelerator, devices=1)
+        options = TrainerOptions(devices=1)
         length = estimate(self.plan, corpus, options)
         text = length.text() if length is not None else NO_ESTIMATE
         self._update(note=text, estimate=text)

@@ -450,6 +450,8 @@ class TrainTab:
             train["keep_checkpoint"] = True
         if form.get("precision", DEFAULT) != DEFAULT:
             train["precision"] = form["precision"]
+        if form.get("device", DEFAULT) != DEFAULT:
+            train["accelerator"] = form["device"]
         init = form.get("init") or DEFAULT
         # another model, by name only: the same check as the CLI's names
         if (
@@ -467,7 +469,6 @@ class TrainTab:
             "epochs": numbers.get("epochs"),
             "recipe": form.get("recipe") or "vocoder",
             "recipe_file": Path(recipe_file).expanduser() if recipe_file else None,
-            "accelerator": None if form.get("device", DEFAULT) == DEFAULT else form["device"],
             "audio_dir": Path(audio_dir).expanduser() if audio_dir else None,
             "accept_corpus_changes": bool(form.get("accept_corpus_changes")),
             "bigvgan_dir": self.bigvgan_dir,
@@ -612,7 +613,7 @@ class TrainTab:
             values |= {
                 "recipe": request.recipe,
                 "recipe_file": str(request.recipe_file or ""),
-                "device": request.accelerator or DEFAULT,
+                "device": request.train.get("accelerator", DEFAULT),
                 "audio_dir": str(request.audio_dir or ""),
                 "accept_corpus_changes": request.accept_corpus_changes,
             }

@@ -14,7 +14,6 @@ the words of the front end that shows it (:func:`worded`).
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -30,6 +29,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import tqdm as hub_tqdm
 
 from distillgan.errors import ConfigError, VocoderUnavailableError
+from distillgan.filecache import FileVersion, file_version, once_per_file_version
 from distillgan.mel import HOP_LENGTH, N_MELS, SAMPLE_RATE
 from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
 
@@ -332,9 +332,6 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-_load_lock = threading.Lock()
-
-
 def load_bigvgan(
     local_dir: str | Path | None = None,
     *,
@@ -343,24 +340,16 @@ def load_bigvgan(
 ) -> BigVGAN:
     """The BigVGAN-v2 vocoder in eval mode, weight norm folded, gradients off.
 
-    Built once per (files, device) and shared: callers must not modify it. The cache key holds
-    the resolved file paths with their mtime and size, so replaced files are picked up.
+    Built once per (files, device) and shared: callers must not modify it. Replaced files are
+    picked up (the cache is keyed by each file's version).
     """
     config_path, weights_path = locate_bigvgan_files(local_dir, progress=progress)
-    # The lock keeps two concurrent first requests from building two 490 MB models.
-    with _load_lock:
-        return _load_cached(_file_key(config_path), _file_key(weights_path), str(torch.device(device)))
+    return _load_cached(file_version(config_path), file_version(weights_path), str(torch.device(device)))
 
 
-def _file_key(path: Path) -> tuple[str, int, int]:
-    resolved = path.resolve()  # hub snapshot entries are symlinks into blobs/
-    stat = resolved.stat()
-    return str(resolved), stat.st_mtime_ns, stat.st_size
-
-
-@functools.lru_cache(maxsize=2)
-def _load_cached(config_key: tuple[str, int, int], weights_key: tuple[str, int, int], device: str) -> BigVGAN:
-    config_path, weights_path = Path(config_key[0]), Path(weights_key[0])
+@once_per_file_version(maxsize=2)
+def _load_cached(config_file: FileVersion, weights_file: FileVersion, device: str) -> BigVGAN:
+    config_path, weights_path = config_file.path, weights_file.path
     try:
         cfg = BigVGANConfig.from_json(config_path)
     except ConfigError as error:
