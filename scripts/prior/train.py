@@ -28,16 +28,24 @@ import yaml
 
 from distillgan.config import json_attr
 from distillgan.corpus import load_corpus
-from distillgan.lightning_modules.hifigan import load_vocoder_config
 from distillgan.modelfile import ModelLock, open_model
 from distillgan.progress import CancelToken, ProgressEvent
-from distillgan.training import TrainerOptions, train_vocoder
+from distillgan.recipes import load_vocoder_config
+from distillgan.training import train_vocoder
 from distillgan.vocoders import prior
 
 WORK = Path(__file__).parent / "run"  # the run's resumable state, kept in the repo between sittings
-# The run's phases so far, for the card: (first step, kind). Sittings change warmup_steps
-# (--set), which the model file keeps only as its latest value, so the history is kept here.
-PHASES = ((0, "reconstruction"), (6_000, "adversarial"), (7_830, "reconstruction"))
+# The prior's phases so far, for the card: (first step, kind), counted over its whole lineage.
+# Sittings change warmup_steps (--set), which the model file keeps only as its latest value, so
+# the history is kept here. The current run started (--set init=prior) from the shipped prior of
+# EXTENDS steps, which had no band-oscillator source; its steps count on from there.
+EXTENDS = 14_001
+PHASES = (
+    (0, "reconstruction"),
+    (6_000, "adversarial"),
+    (7_830, "reconstruction"),
+    (EXTENDS, "reconstruction, with the band-oscillator source added (its convs starting at zero)"),
+)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -50,6 +58,9 @@ def _train(args: argparse.Namespace) -> None:
         flush=True,
     )
     changes = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    for key in ("accelerator", "precision"):  # the recipe's, set as the CLI sets them
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
     cfg = load_vocoder_config(None, {"train": changes}, recipe="vocoder_prior")
     if resume:  # the run's own recipe, as the product resumes, with this sitting's changes
         stored = open_model(model).attrs("vocoder")
@@ -80,7 +91,6 @@ def _train(args: argparse.Namespace) -> None:
             listener=report,
             cancel=cancel,
             resume=resume,
-            options=TrainerOptions(accelerator=args.accelerator, precision=args.precision),
         )
     print(f"stopped at epoch {result.epochs_completed}, {result.steps} steps: {result.metrics}", flush=True)
 
@@ -88,7 +98,8 @@ def _train(args: argparse.Namespace) -> None:
 CARD = """# distillgan's universal HiFi-GAN V2 prior
 
 `hifigan_v2_prior.h5` is a distillgan model file: `/vocoder` holds a HiFi-GAN V2 generator in
-the project's mel format (44.1 kHz, 128 slaney mels, hop 512; folded weights, float32) and
+the project's mel format (44.1 kHz, 128 slaney mels, hop 512; folded weights, float32), driven
+by the band-oscillator excitation (`distillgan/networks/source.py`, 4 channels), and
 `/vocoder_discriminators` the MPD + MSD at 1/8 of the published widths, trained with it. Every
 per-model vocoder starts from it unless told otherwise (`--init`). Made by
 `scripts/prior/build_corpus.py` and `scripts/prior/train.py` (which also writes this card).
@@ -124,8 +135,8 @@ held-out error faster, so the later sittings went back to reconstruction
 
 - generator steps: {steps:,}
 - held-out log-mel L1 (mean |difference| of natural-log mels) on {clips} clips of 2 s from
-  {files} whole files never trained on: **{best:.3f}** at the kept epoch {best_epoch} (first
-  epoch: {first:.3f})
+  {files} whole files never trained on: **{best:.3f}** at the current run's kept epoch
+  {best_epoch} (its first epoch: {first:.3f})
 - held-out files: {held}
 - shipped: the kept epoch's generator, and the discriminators of the run's latest state (trained
   in the adversarial steps only)
@@ -154,8 +165,8 @@ def _export(args: argparse.Namespace) -> None:
     corpus = load_corpus(args.corpus)
     card = CARD.format(
         minutes=sum(f.duration_s for f in corpus.files) / 60,
-        phases=_phases(attrs["steps"]),
-        steps=attrs["steps"],
+        phases=_phases(EXTENDS + attrs["steps"]),
+        steps=EXTENDS + attrs["steps"],
         clips=train["val_clips"],
         files=len(held),
         best=attrs["val_mel_l1_best"],
@@ -177,7 +188,7 @@ def main() -> None:
     train.add_argument("corpus", type=Path)
     train.add_argument("--work", type=Path, default=WORK)
     train.add_argument("--minutes", type=float, default=60.0)
-    train.add_argument("--accelerator", default="auto")
+    train.add_argument("--accelerator", default=None)
     train.add_argument("--precision", default=None)
     train.add_argument(
         "--set",

@@ -47,6 +47,11 @@ def _basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return _basis_cache[key]
 
 
+def mel_filterbank(device: torch.device) -> torch.Tensor:
+    """The mel filterbank, (128, 1025): row ``b`` weighs the STFT magnitudes that make band ``b``."""
+    return _basis(device)[0]
+
+
 def mel_frames(num_samples: int) -> int:
     """Frames the canonical mel yields for ``num_samples`` samples."""
     return num_samples // HOP_LENGTH

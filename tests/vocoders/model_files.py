@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -26,13 +27,14 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from distillgan.config import VAEConfig, VAEModelConfig, VAETrainConfig
-from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderConfig, VocoderTrainConfig
+from distillgan.lightning_modules.hifigan import HiFiGANModule
 from distillgan.lightning_modules.vae import VAEModule
 from distillgan.modelfile import ModelLock, StageRecord, write_model
 from distillgan.modelfile.records import Status
 from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
 from distillgan.networks.hifigan import HiFiGANConfig
+from distillgan.networks.vae import VAEModelConfig
+from distillgan.recipes import VAEConfig, VAETrainConfig, VocoderConfig, VocoderTrainConfig
 from distillgan.vocoders.bigvgan_weights import REPO_ID
 
 TINY_VAE = VAEConfig(
@@ -51,6 +53,8 @@ TINY_WIDE_HIFIGAN = HiFiGANConfig(
     resblock_dilations=[[1, 3, 5]],
     discriminator_channel_divisor=16,
 )
+# TINY_WIDE_HIFIGAN driven by the band-oscillator excitation, as the recipes' generators are.
+SOURCE_HIFIGAN = dataclasses.replace(TINY_WIDE_HIFIGAN, source_channels=4)
 # Three stages and one resblock: as cheap as a hop-512 HiFi-GAN gets.
 TINY_HIFIGAN = HiFiGANConfig(
     upsample_initial_channel=16,

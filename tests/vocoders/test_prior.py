@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from distillgan.errors import ConfigError
-from distillgan.lightning_modules.hifigan import HiFiGANModule, load_vocoder_config
+from distillgan.lightning_modules.hifigan import HiFiGANModule
 from distillgan.modelfile import open_model
-from distillgan.networks.hifigan import HiFiGANConfig
-from distillgan.vocoders.prior import PRIOR_PATH, export, read_starting_weights, starting_weights
+from distillgan.networks.hifigan import Generator, HiFiGANConfig
+from distillgan.recipes import load_vocoder_config
+from distillgan.vocoders.prior import (
+    PRIOR_PATH,
+    StartingWeights,
+    export,
+    read_starting_weights,
+    starting_weights,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,6 +48,19 @@ def test_fine_tuning_starts_from_the_prior_generator_and_discriminators() -> Non
     scratch = HiFiGANModule(cfg)
     assert scratch.started_from == "scratch"
     assert not torch.equal(scratch.generator.conv_post.bias, module.generator.conv_post.bias)
+
+
+def test_a_vocoder_without_the_excitation_starts_a_run_with_it_as_it_was() -> None:
+    # another model's (or an earlier prior's) generator from before the band-oscillator source
+    cfg = load_vocoder_config(recipe="vocoder_tiny")
+    plain_cfg = dataclasses.replace(cfg.generator, source_channels=0)
+    plain = Generator(plain_cfg, weight_norm=False)
+    start = StartingWeights("model old", plain_cfg, plain.state_dict(), None, None)
+    module = HiFiGANModule(cfg, start=start)
+    assert module.started_from == "model old" and len(module.generator.source_convs) == 4
+    mel = torch.randn(1, 128, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(module.generator(mel), plain(mel))
 
 
 def test_discriminators_of_another_width_start_fresh() -> None:

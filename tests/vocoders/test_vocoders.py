@@ -40,6 +40,7 @@ from distillgan.vocoders.prior import read_starting_weights
 from tests.address_space import address_space_limit
 from tests.vocoders.model_files import (
     NARROW_HIFIGAN,
+    SOURCE_HIFIGAN,
     TINY_HIFIGAN,
     TINY_WIDE_HIFIGAN,
     nvidia_files,
@@ -97,7 +98,9 @@ def reach_in_frames(network: torch.nn.Module, frames: int) -> int:
 # The fast inference layout and chunking
 
 
-@pytest.mark.parametrize("cfg", [NARROW_HIFIGAN, TINY_HIFIGAN], ids=["v2-layout", "tiny"])
+@pytest.mark.parametrize(
+    "cfg", [NARROW_HIFIGAN, TINY_HIFIGAN, SOURCE_HIFIGAN], ids=["v2-layout", "tiny", "source"]
+)
 @pytest.mark.parametrize("tile_bytes", [TILE_BYTES, 1], ids=["default-tiles", "smallest-tiles"])
 def test_inference_generator_computes_the_generator(
     cfg: HiFiGANConfig, tile_bytes: int, monkeypatch: pytest.MonkeyPatch
@@ -154,8 +157,10 @@ def test_bigvgan_context_covers_the_receptive_field() -> None:
     assert bigvgan_vocoder.receptive_field_frames(BigVGANConfig()) == context
 
 
-def test_chunked_60_s_equals_single_pass() -> None:
-    vocoder = hifigan_vocoder_for(TINY_WIDE_HIFIGAN)
+@pytest.mark.parametrize("cfg", [TINY_WIDE_HIFIGAN, SOURCE_HIFIGAN], ids=["plain", "source"])
+def test_chunked_60_s_equals_single_pass(cfg: HiFiGANConfig) -> None:
+    # with the excitation, each chunk continues the oscillators' phases where the last one stopped
+    vocoder = hifigan_vocoder_for(cfg)
     frames = 60 * SAMPLE_RATE // HOP_LENGTH
     mel = random_mel(frames, seed=1)
     single = in_fresh_thread(lambda: vocoder.network(mel.unsqueeze(0)))[0, 0].numpy()  # one pass
@@ -201,9 +206,9 @@ def test_vocoding_flushes_denormals_without_touching_the_caller(monkeypatch: pyt
     seen: list[tuple[bool, int]] = []
     forward = vocoder._forward
 
-    def spy(mel: torch.Tensor) -> torch.Tensor:
+    def spy(mel: torch.Tensor, phase: torch.Tensor | None) -> torch.Tensor:
         seen.append((flushing_denormals(), torch.get_num_threads()))
-        return forward(mel)
+        return forward(mel, phase)
 
     monkeypatch.setattr(vocoder, "_forward", spy)
     threads = torch.get_num_threads()
@@ -223,9 +228,9 @@ def test_vocoding_threads_live_on_between_calls(monkeypatch: pytest.MonkeyPatch)
     workers: list[set[threading.Thread]] = []
     forward = vocoder._forward
 
-    def spy(mel: torch.Tensor) -> torch.Tensor:
+    def spy(mel: torch.Tensor, phase: torch.Tensor | None) -> torch.Tensor:
         workers[-1].add(threading.current_thread())
-        return forward(mel)
+        return forward(mel, phase)
 
     monkeypatch.setattr(vocoder, "_forward", spy)
     mel = random_mel(40 * vocoder.context_frames)

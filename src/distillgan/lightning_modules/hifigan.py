@@ -38,9 +38,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -49,7 +47,6 @@ import torch
 import torch.nn.functional as F
 
 from distillgan import config as cfg_lib
-from distillgan.config import in_range, require
 from distillgan.corpus import pack_short_sounds
 from distillgan.data import (
     HOLD_OUT_FILES_FROM,
@@ -66,116 +63,14 @@ from distillgan.modelfile.records import VOCODER
 from distillgan.networks.hifigan import (
     Discriminators,
     Generator,
-    HiFiGANConfig,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
 )
 from distillgan.networks.vae import MelVAE, reconstruct
+from distillgan.recipes import VocoderConfig, VocoderTrainConfig
 from distillgan.vocoders.hifigan import TYPE
 from distillgan.vocoders.prior import StartingWeights, weight_normed
-
-
-@dataclass
-class VocoderTrainConfig:
-    """The training half of a vocoder recipe (``train:`` in ``configs/vocoder*.yaml``)."""
-
-    segment_samples: int = 8192  # training crop; multiple of the 512-sample hop
-    batch_size: int = 16
-    lr: float = 2e-4  # generator; the discriminators use lr * d_lr_ratio
-    d_lr_ratio: float = 0.5  # a slower discriminator over-fits a small corpus less
-    betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
-    weight_decay: float = 0.01
-    lr_decay_per_step: float = 0.99999  # exponential decay per generator step
-    # where the generator starts: "prior" (the shipped universal prior), "scratch", or a
-    # model's name or path (its vocoder)
-    init: str = "scratch"
-    epochs: int = 0  # 0: adapt to the corpus size (see distillgan.training)
-    # generator steps per epoch; 0: about the training audio's duration once. A fixed number
-    # makes the run a budget that does not grow with the corpus.
-    steps_per_epoch: int = 0
-    warmup_steps: int = 0  # generator-only reconstruction steps before the adversarial phase
-    warmup_stft_weight: float = 1.0
-    # multi-resolution STFT loss in the adversarial phase too (0 = the paper's losses only): it
-    # sees levels and low frequencies that the mel's slaney filterbank weighs little
-    stft_weight: float = 0.0
-    # the mel filterbank gives 0 Hz no weight, so mel L1 cannot see a DC offset: this term
-    # matches each generated crop's mean to the real crop's (both phases; 0 disables it)
-    dc_weight: float = 0.0
-    # share of each batch whose generator input is the VAE's reconstruction of the crop's mel
-    # (the target stays the real crop): the vocoder learns the mels it renders at generation
-    vae_aware_fraction: float = 0.0
-    mel_weight: float = 45.0
-    feature_matching_weight: float = 2.0
-    # augmentation against discriminator over-fitting on tiny corpora
-    gain_db: float = 6.0  # random gain per example, ± dB (the mel target follows it)
-    polarity_flip: bool = True  # random sign per example: same mel, new waveform
-    d_input_noise: float = 1e-4  # Gaussian instance noise on discriminator inputs (≈ -80 dBFS)
-    val_clips: int = 4
-    val_clip_seconds: float = 2.0
-    checkpoint_interval: int = 5  # epochs
-    preview_interval: int = 5  # epochs
-    max_nonfinite_steps: int = 20  # consecutive skipped steps before training stops
-    seed: int = 0
-    precision: str = "32"
-    accelerator: str = "auto"
-    keep_checkpoint: bool = False
-
-    def validate(self) -> None:
-        in_range("train.segment_samples", self.segment_samples, HOP_LENGTH * 4, SAMPLE_RATE * 10)
-        require(
-            self.segment_samples % HOP_LENGTH == 0,
-            f"config key 'train.segment_samples' must be a multiple of {HOP_LENGTH}",
-        )
-        in_range("train.batch_size", self.batch_size, 1, 1024)
-        in_range("train.lr", self.lr, 1e-7, 1.0)
-        in_range("train.d_lr_ratio", self.d_lr_ratio, 0.01, 10.0)
-        require(
-            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-            "config key 'train.betas' must be two numbers in [0, 1)",
-        )
-        in_range("train.weight_decay", self.weight_decay, 0.0, 1.0)
-        in_range("train.lr_decay_per_step", self.lr_decay_per_step, 0.9, 1.0)
-        in_range("train.epochs", self.epochs, 0, 1_000_000)
-        in_range("train.steps_per_epoch", self.steps_per_epoch, 0, 10_000_000)
-        require(bool(self.init.strip()), "config key 'train.init' must be prior, scratch or a model name")
-        in_range("train.stft_weight", self.stft_weight, 0.0, 1e4)
-        in_range("train.vae_aware_fraction", self.vae_aware_fraction, 0.0, 1.0)
-        in_range("train.warmup_steps", self.warmup_steps, 0, 10_000_000)
-        in_range("train.gain_db", self.gain_db, 0.0, 24.0)
-        in_range("train.d_input_noise", self.d_input_noise, 0.0, 0.1)
-        in_range("train.dc_weight", self.dc_weight, 0.0, 1e4)
-        in_range("train.warmup_stft_weight", self.warmup_stft_weight, 0.0, 1e4)
-        in_range("train.val_clips", self.val_clips, 1, 64)
-        in_range("train.val_clip_seconds", self.val_clip_seconds, 0.1, 30.0)
-        in_range("train.checkpoint_interval", self.checkpoint_interval, 1, 100_000)
-        in_range("train.preview_interval", self.preview_interval, 1, 100_000)
-        in_range("train.max_nonfinite_steps", self.max_nonfinite_steps, 1, 1_000_000)
-
-    @property
-    def val_clip_samples(self) -> int:
-        return max(HOP_LENGTH * 4, round(self.val_clip_seconds * SAMPLE_RATE / HOP_LENGTH) * HOP_LENGTH)
-
-
-@dataclass
-class VocoderConfig:
-    """A whole vocoder recipe: network shape (``generator:``) and training (``train:``)."""
-
-    generator: HiFiGANConfig = field(default_factory=HiFiGANConfig)
-    train: VocoderTrainConfig = field(default_factory=VocoderTrainConfig)
-
-
-def load_vocoder_config(
-    path: Path | str | None = None, overrides: dict[str, Any] | None = None, *, recipe: str = "vocoder"
-) -> VocoderConfig:
-    """A built-in ``recipe`` ("vocoder", "vocoder_quick", "vocoder_tiny"), then the YAML file at
-    ``path``, then ``overrides``, merged in that order and validated (ConfigError names a bad key)."""
-    data = cfg_lib.builtin_recipe(recipe)
-    if path is not None:
-        data = cfg_lib.merge(data, cfg_lib.load_yaml(path))
-    if overrides:
-        data = cfg_lib.merge(data, overrides)
-    return cfg_lib.from_dict(VocoderConfig, data)
 
 
 def _fits_on(device: torch.device, nbytes: int) -> bool:
@@ -360,12 +255,20 @@ class HiFiGANModule(L.LightningModule):
         """Start from another generator (and its discriminators when they have this run's width)."""
         shape = {**cfg_lib.to_dict(self.cfg.generator), "discriminator_channel_divisor": 0}
         theirs = {**cfg_lib.to_dict(start.generator_config), "discriminator_channel_divisor": 0}
+        # a generator without the excitation extends to one with it: its source convs start at
+        # zero, so the run opens rendering exactly as the generator it starts from
+        extends = theirs["source_channels"] == 0
+        if extends:
+            theirs["source_channels"] = shape["source_channels"]
         if shape != theirs:
             raise ConfigError(
                 f"cannot start from the {start.source}: its generator has another shape than this recipe's "
                 "(start from scratch instead)"
             )
-        self.generator.load_state_dict(weight_normed(start.generator, start.generator_config))
+        missing, _ = self.generator.load_state_dict(
+            weight_normed(start.generator, start.generator_config), strict=not extends
+        )
+        assert all(key.startswith("source_convs.") for key in missing)
         if (
             start.discriminators is not None
             and start.discriminator_divisor == self.cfg.generator.discriminator_channel_divisor

@@ -24,6 +24,7 @@ from torch.nn.utils import parametrizations, parametrize
 
 from distillgan.config import in_range, require
 from distillgan.mel import HOP_LENGTH, N_MELS
+from distillgan.networks.source import excitation
 
 # Bounds on a generator config, which may come from an untrusted model file: loading must never
 # be asked for gigabytes. 64 M parameters (256 MB of float32) is 4.5x HiFi-GAN V1 (14 M) and 66x
@@ -66,6 +67,9 @@ class HiFiGANConfig:
     upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 8, 4])
     resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
     resblock_dilations: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    # Channels of the band-oscillator excitation (``distillgan.networks.source``) added at every
+    # upsampling stage; 0 is the published V2 without it. Files written before it existed read as 0.
+    source_channels: int = 0
     mpd_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     # Divides every discriminator width (1 = published widths); tests use tiny discriminators.
     discriminator_channel_divisor: int = 1
@@ -122,6 +126,12 @@ class HiFiGANConfig:
             )
             for dilation in dilations:
                 in_range("resblock_dilations[][]", dilation, 1, 64)
+        in_range("source_channels", self.source_channels, 0, 8)
+        require(
+            self.source_channels == 0 or N_MELS % self.source_channels == 0,
+            f"config key 'source_channels' must divide the {N_MELS} mel bands (1, 2, 4 or 8), "
+            f"got {self.source_channels}",
+        )
         parameters = self.parameter_count()
         require(
             parameters <= MAX_GENERATOR_PARAMETERS,
@@ -143,12 +153,24 @@ class HiFiGANConfig:
         """Parameters of the inference generator this config describes, counted without building it."""
         channels = self.upsample_initial_channel
         count = self.n_mels * channels * 7 + channels  # conv_pre
-        for kernel in self.upsample_kernel_sizes:
+        for i, kernel in enumerate(self.upsample_kernel_sizes):
             channels //= 2
             count += 2 * channels * channels * kernel + channels  # the stage's transposed conv
+            if self.source_channels:
+                stride = self.source_stride(i)
+                count += self.source_channels * channels * source_kernel(stride) + channels
             for size, dilations in zip(self.resblock_kernel_sizes, self.resblock_dilations, strict=True):
                 count += 2 * len(dilations) * (channels * channels * size + channels)
         return count + channels * 7 + 1  # conv_post
+
+    def source_stride(self, stage: int) -> int:
+        """Samples of audio per sample of upsampling stage ``stage``'s output."""
+        return math.prod(self.upsample_rates[stage + 1 :])
+
+
+def source_kernel(stride: int) -> int:
+    """Kernel of the conv that brings the excitation down to a stage's rate: two strides wide."""
+    return 2 * stride if stride > 1 else 1
 
 
 def generator_shapes(cfg: HiFiGANConfig) -> dict[str, tuple[int, ...]]:
@@ -226,17 +248,41 @@ class Generator(nn.Module):
         self.conv_post = nn.Conv1d(ch, 1, 7, padding=3)
         self.ups.apply(_init_weights)
         self.conv_post.apply(_init_weights)
+        # The excitation's way in, one strided conv per stage. Plain convs (weight norm cannot
+        # start from zero) that start at zero: a generator extended with a source starts out as
+        # the generator it extends, and learns to use the source from there.
+        self.source_convs = nn.ModuleList()
+        for i in range(len(cfg.upsample_rates) if cfg.source_channels else 0):
+            stride = cfg.source_stride(i)
+            kernel = source_kernel(stride)
+            conv = nn.Conv1d(
+                cfg.source_channels, self.ups[i].out_channels, kernel, stride, padding=(kernel - stride) // 2
+            )
+            if not conv.weight.is_meta:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+            self.source_convs.append(conv)
         if weight_norm:
-            # after init: weight norm derives g = |w| and v = w from the initialized weight
-            for module in self.modules():
-                if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-                    parametrizations.weight_norm(module)
+            self.apply_weight_norm()
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def apply_weight_norm(self) -> None:
+        """Weight norm on every conv but the source's; g = |w| and v = w from the current weights."""
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)) and not name.startswith("source_convs"):
+                parametrizations.weight_norm(module)
+
+    def forward(self, mel: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
+        """``phase``: the excitation's oscillator phases at the first frame (see ``source.excitation``)."""
+        source = None
+        if self.source_convs:
+            # computed in float32 (phases need it), then in the weights' dtype like the mel
+            source = excitation(mel, self.cfg.source_channels, phase).to(mel.dtype)
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             # conv and mean outputs are not saved for backward, so activating in place is safe
             x = up(F.leaky_relu(x, LRELU_SLOPE, inplace=True))
+            if source is not None:
+                x = x + self.source_convs[i](source)
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             xs = blocks[0](x)
             for block in blocks[1:]:

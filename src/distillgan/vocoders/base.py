@@ -120,8 +120,17 @@ class Vocoder(ABC):
         self.device = device
 
     @abstractmethod
-    def _forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """``(1, 128, T)`` float32 on ``self.device`` -> ``(1, 1, T * 512)``."""
+    def _forward(self, mel: torch.Tensor, phase: torch.Tensor | None) -> torch.Tensor:
+        """``(1, 128, T)`` float32 on ``self.device`` -> ``(1, 1, T * 512)``.
+
+        ``phase``: for a network driven by oscillators, their phases at the chunk's first frame
+        (``(1, 128)``, a column of :meth:`_start_phases`); ``None`` for the others.
+        """
+
+    def _start_phases(self, mel: torch.Tensor) -> torch.Tensor | None:
+        """The oscillators' phases at every frame of a whole mel, ``(128, T)``, so each chunk
+        continues where the one before it left off; ``None`` for networks without oscillators."""
+        return None
 
     def vocode(self, mel: torch.Tensor, *, chunk_frames: int | None = None) -> np.ndarray:
         """Audio for a log-mel ``(128, T)``, as a float32 NumPy array of exactly ``T * 512`` samples.
@@ -154,13 +163,15 @@ class Vocoder(ABC):
         spans = [(start, min(start + chunk, frames)) for start in range(0, frames, chunk)]
         out = torch.empty(frames * HOP_LENGTH, dtype=torch.float32)
         mel = mel.to(self.device, torch.float32)
+        phases = self._start_phases(mel)
 
         def run(span: tuple[int, int]) -> None:
             start, stop = span
             begin, end = max(0, start - self.context_frames), min(frames, stop + self.context_frames)
             # Autocast off: the networks run in float32 (snake and tanh lose precision in half floats).
             with torch.inference_mode(), torch.autocast(device_type=self.device.type, enabled=False):
-                audio = self._forward(mel[None, :, begin:end])[0, 0]
+                phase = None if phases is None else phases[None, :, begin]
+                audio = self._forward(mel[None, :, begin:end], phase)[0, 0]
                 keep = audio[(start - begin) * HOP_LENGTH : (stop - begin) * HOP_LENGTH]
                 out[start * HOP_LENGTH : stop * HOP_LENGTH] = keep.float().cpu()
 

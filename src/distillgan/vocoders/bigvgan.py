@@ -56,7 +56,7 @@ class BigVGANVocoder(Vocoder):
     def __init__(self, network: BigVGAN, device: torch.device) -> None:
         super().__init__(network, context_frames=receptive_field_frames(network.cfg), device=device)
 
-    def _forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def _forward(self, mel: torch.Tensor, phase: torch.Tensor | None) -> torch.Tensor:
         return self.network(mel)
 
 

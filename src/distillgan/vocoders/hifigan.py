@@ -18,10 +18,8 @@ never picks a vocoder while warning about its quality.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,9 +30,12 @@ from torch import nn
 
 from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, ModelFileError, VocoderUnavailableError
+from distillgan.filecache import FileVersion, model_file_version, once_per_file_version
+from distillgan.mel import HOP_LENGTH
 from distillgan.modelfile import open_model, vocoder_record
 from distillgan.modelfile.records import VOCODER
-from distillgan.networks.hifigan import LRELU_SLOPE, Generator, HiFiGANConfig, generator_shapes
+from distillgan.networks.hifigan import LRELU_SLOPE, Generator, HiFiGANConfig, generator_shapes, source_kernel
+from distillgan.networks.source import excitation, start_phases
 from distillgan.vocoders.base import (
     Vocoder,
     context_frames_for,
@@ -181,6 +182,12 @@ def receptive_field_frames(cfg: HiFiGANConfig) -> int:
         samples_per_frame *= rate
         reach.append((resblock_reach(cfg), samples_per_frame))
     reach.append((conv_half_width(7), samples_per_frame))  # conv_post
+    if cfg.source_channels:
+        # the excitation ramps each frame's amplitude to the next frame's, and each stage's
+        # source conv reads it a kernel wide at the audio rate
+        reach.append((HOP_LENGTH, HOP_LENGTH))
+        stride = max(cfg.source_stride(i) for i in range(len(cfg.upsample_rates)))
+        reach.append((conv_half_width(source_kernel(stride)), HOP_LENGTH))
     return context_frames_for(reach)
 
 
@@ -265,6 +272,8 @@ class InferenceGenerator(nn.Module):
             for i in range(len(generator.ups))
         )
         self.conv_post = _as_conv2d(generator.conv_post, 1.0 / n)
+        self.source_channels = generator.cfg.source_channels
+        self.source_convs = nn.ModuleList(_as_conv2d(conv) for conv in generator.source_convs)
         on_cpu = self.conv_post.weight.device.type == "cpu"
         self.kernel = resblock_kernel() if native and on_cpu else None
         # plain attributes, not buffers: the kernel reads CPU memory whatever device the module is on
@@ -303,11 +312,17 @@ class InferenceGenerator(nn.Module):
             return None
         return packed
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
         """Mel (B, 128, T) -> waveform (B, 1, T × 512), as ``Generator.forward``."""
+        source = None
+        if self.source_channels:
+            source = excitation(mel, self.source_channels, phase).unsqueeze(2)
+            source = source.contiguous(memory_format=torch.channels_last)
         x = self.conv_pre(mel.unsqueeze(2).contiguous(memory_format=torch.channels_last))
-        for up, blocks, packed in zip(self.ups, self.stages, self.packed, strict=True):
+        for i, (up, blocks, packed) in enumerate(zip(self.ups, self.stages, self.packed, strict=True)):
             x = up(F.leaky_relu_(x, LRELU_SLOPE))
+            if source is not None:
+                x = x.add_(self.source_convs[i](source))
             native = (
                 packed is not None and x.device.type == "cpu" and x.shape[0] == 1 and x.dtype == torch.float32
             )
@@ -375,8 +390,11 @@ class HiFiGANVocoder(Vocoder):
         fast = InferenceGenerator(generator, native=native).to(device).eval()
         super().__init__(fast, context_frames=receptive_field_frames(generator.cfg), device=device)
 
-    def _forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.network(mel)
+    def _start_phases(self, mel: torch.Tensor) -> torch.Tensor | None:
+        return start_phases(mel[None])[0] if self.generator.cfg.source_channels else None
+
+    def _forward(self, mel: torch.Tensor, phase: torch.Tensor | None) -> torch.Tensor:
+        return self.network(mel, phase)
 
 
 def build_generator(cfg: HiFiGANConfig, state: dict[str, torch.Tensor] | None = None) -> Generator:
@@ -394,27 +412,18 @@ def build_generator(cfg: HiFiGANConfig, state: dict[str, torch.Tensor] | None = 
     return network.eval().requires_grad_(False)
 
 
-_load_lock = threading.Lock()
-
-
 def load_hifigan(model_path: Path, device: str | torch.device = "cpu") -> HiFiGANVocoder:
     """The model's per-model vocoder on ``device``, built once per file version and device.
 
     Raises :class:`VocoderUnavailableError` when the model has no vocoder stage, and
     :class:`ModelFileError` when the stage cannot be read.
     """
-    path = Path(model_path).expanduser().resolve()
-    try:
-        stat = path.stat()
-    except OSError as error:
-        raise ModelFileError(f"no model file at {model_path}") from error
-    with _load_lock:
-        return _load_cached(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size, str(torch.device(device)))
+    return _load_cached(model_file_version(model_path), str(torch.device(device)))
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(path_text: str, inode: int, mtime_ns: int, size: int, device: str) -> HiFiGANVocoder:
-    path = Path(path_text)
+@once_per_file_version(maxsize=4)
+def _load_cached(model_file: FileVersion, device: str) -> HiFiGANVocoder:
+    path = model_file.path
     reader = open_model(path)
     if not reader.has(VOCODER):
         raise VocoderUnavailableError(f"model '{path.stem}' has no per-model vocoder")

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.nn.utils import parametrizations
 
 from distillgan import config as cfg_lib
 from distillgan.errors import ConfigError, ModelFileError
@@ -90,9 +88,7 @@ def weight_normed(folded: dict[str, torch.Tensor], cfg: HiFiGANConfig) -> dict[s
     """Folded generator weights as a weight-normed training ``Generator``'s state (g = |w|, v = w)."""
     plain = Generator(cfg, weight_norm=False)
     plain.load_state_dict(folded, strict=True)
-    for module in plain.modules():
-        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-            parametrizations.weight_norm(module)
+    plain.apply_weight_norm()
     return plain.state_dict()
 
 
