@@ -3,6 +3,9 @@
 Plain ``nn.Module``s; the training recipe lives in ``distillgan.lightning_modules.hifigan``.
 The generator turns the project's one mel format (128 bins, hop 512, see
 ``distillgan.mel``) into 44.1 kHz audio, so its upsampling must multiply time by exactly 512.
+With ``source_channels`` it also takes the band-oscillator excitation read from the same mel
+(``distillgan.networks.source``), without which it cannot render a steady tone off the
+86.1 Hz frame-rate comb.
 
 Training-time weight normalization uses ``torch.nn.utils.parametrizations``; the weights the
 model file stores are the folded ones (see ``Generator.inference_state_dict``), which load
@@ -223,7 +226,7 @@ class ResBlock1(nn.Module):
 class Generator(nn.Module):
     """Mel (B, 128, T) -> waveform (B, 1, T × 512) in [-1, 1].
 
-    ``weight_norm=True`` (training) wraps every conv in a weight-norm parametrization;
+    ``weight_norm=True`` (training) wraps every conv but the source's in a weight-norm parametrization;
     ``weight_norm=False`` builds the same network with plain weights, which is what folded
     inference weights (``inference_state_dict``) load into.
     """

@@ -37,7 +37,7 @@ AMPLITUDE_SCALE = 1.0 / 512
 def _band_geometry(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Each band's centre frequency in cycles per sample, and its filter's peak height."""
     fbank = mel_filterbank(device)  # (128, 1025)
-    bins = torch.linspace(0.0, 0.5, fbank.shape[1], device=device)
+    bins = torch.linspace(0.0, 0.5, fbank.shape[1], device=device, dtype=torch.float32)
     return (fbank * bins).sum(1) / fbank.sum(1), fbank.amax(1)
 
 
