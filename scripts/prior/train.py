@@ -129,7 +129,7 @@ Reconstruction: mel L1 x45 + multi-resolution STFT x45 + DC term, generator only
 LSGAN + feature matching x2 + mel L1 x45 + MR-STFT x15 + DC term against the 1/8-width MPD + MSD.
 On this CPU a reconstruction step costs about a sixth of an adversarial one and lowered the
 held-out error faster, so the later sittings went back to reconstruction
-(`--set warmup_steps=60000`).
+(`--set warmup_steps=N`, N beyond the run's steps).
 
 ## Figures
 

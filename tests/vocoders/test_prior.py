@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_the_shipped_prior_is_a_v2_generator_with_its_discriminators() -> None:
     start = read_starting_weights(PRIOR_PATH, "prior")
-    assert start.generator_config == HiFiGANConfig(discriminator_channel_divisor=8)
+    assert start.generator_config == HiFiGANConfig(source_channels=4, discriminator_channel_divisor=8)
     assert start.discriminator_divisor == 8 and start.discriminators
     assert all(torch.isfinite(t).all() for t in start.generator.values())
     attrs = open_model(PRIOR_PATH).attrs("vocoder")
