@@ -71,6 +71,30 @@ class VAEConfig:
 # Vocoder stage
 
 
+# The allowed range of every numeric vocoder training setting: (key, lowest, highest).
+_VOCODER_TRAIN_RANGES = (
+    ("batch_size", 1, 1024),
+    ("lr", 1e-7, 1.0),
+    ("d_lr_ratio", 0.01, 10.0),
+    ("weight_decay", 0.0, 1.0),
+    ("lr_decay_per_step", 0.9, 1.0),
+    ("epochs", 0, 1_000_000),
+    ("steps_per_epoch", 0, 10_000_000),
+    ("stft_weight", 0.0, 1e4),
+    ("vae_aware_fraction", 0.0, 1.0),
+    ("warmup_steps", 0, 10_000_000),
+    ("gain_db", 0.0, 24.0),
+    ("d_input_noise", 0.0, 0.1),
+    ("dc_weight", 0.0, 1e4),
+    ("warmup_stft_weight", 0.0, 1e4),
+    ("val_clips", 1, 64),
+    ("val_clip_seconds", 0.1, 30.0),
+    ("checkpoint_interval", 1, 100_000),
+    ("preview_interval", 1, 100_000),
+    ("max_nonfinite_steps", 1, 1_000_000),
+)
+
+
 @dataclass
 class VocoderTrainConfig:
     """The training half of a vocoder recipe (``train:`` in ``configs/vocoder*.yaml``)."""
@@ -122,30 +146,13 @@ class VocoderTrainConfig:
             self.segment_samples % HOP_LENGTH == 0,
             f"config key 'train.segment_samples' must be a multiple of {HOP_LENGTH}",
         )
-        in_range("train.batch_size", self.batch_size, 1, 1024)
-        in_range("train.lr", self.lr, 1e-7, 1.0)
-        in_range("train.d_lr_ratio", self.d_lr_ratio, 0.01, 10.0)
+        for key, lowest, highest in _VOCODER_TRAIN_RANGES:
+            in_range(f"train.{key}", getattr(self, key), lowest, highest)
         require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
             "config key 'train.betas' must be two numbers in [0, 1)",
         )
-        in_range("train.weight_decay", self.weight_decay, 0.0, 1.0)
-        in_range("train.lr_decay_per_step", self.lr_decay_per_step, 0.9, 1.0)
-        in_range("train.epochs", self.epochs, 0, 1_000_000)
-        in_range("train.steps_per_epoch", self.steps_per_epoch, 0, 10_000_000)
         require(bool(self.init.strip()), "config key 'train.init' must be prior, scratch or a model name")
-        in_range("train.stft_weight", self.stft_weight, 0.0, 1e4)
-        in_range("train.vae_aware_fraction", self.vae_aware_fraction, 0.0, 1.0)
-        in_range("train.warmup_steps", self.warmup_steps, 0, 10_000_000)
-        in_range("train.gain_db", self.gain_db, 0.0, 24.0)
-        in_range("train.d_input_noise", self.d_input_noise, 0.0, 0.1)
-        in_range("train.dc_weight", self.dc_weight, 0.0, 1e4)
-        in_range("train.warmup_stft_weight", self.warmup_stft_weight, 0.0, 1e4)
-        in_range("train.val_clips", self.val_clips, 1, 64)
-        in_range("train.val_clip_seconds", self.val_clip_seconds, 0.1, 30.0)
-        in_range("train.checkpoint_interval", self.checkpoint_interval, 1, 100_000)
-        in_range("train.preview_interval", self.preview_interval, 1, 100_000)
-        in_range("train.max_nonfinite_steps", self.max_nonfinite_steps, 1, 1_000_000)
 
     @property
     def val_clip_samples(self) -> int:
