@@ -21,6 +21,7 @@ neighbouring bands, which often carry the same partial at different phases, neve
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -34,6 +35,7 @@ NEIGHBOURS = 2  # bands each side whose energy places a band's frequency
 AMPLITUDE_SCALE = 1.0 / 512
 
 
+@functools.cache
 def _band_geometry(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Each band's centre frequency in cycles per sample, and its filter's peak height."""
     fbank = mel_filterbank(device)  # (128, 1025)
@@ -59,9 +61,9 @@ def _magnitudes(mel: torch.Tensor) -> torch.Tensor:
 # Frequencies (cycles per sample) of the pure tones that calibrate the centroids: 1 500 steps of
 # 7 cents from 20 Hz to 21 kHz, finer than any error the interpolation between them leaves.
 _CALIBRATION_TONES = torch.exp(torch.linspace(math.log(20.0), math.log(21_000.0), 1_500, dtype=torch.float64))
-_calibration_cache: dict[tuple[str, int | None], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
+@functools.cache
 def _calibration(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per band, the centroid each calibration tone gets, (128, G) ascending, and the tones (G,).
 
@@ -69,17 +71,14 @@ def _calibration(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     40 cents below 300 Hz); mapping it back through what pure tones of known frequency give
     leaves under a cent for most. Where a band does not hear a tone, the tone maps to itself.
     """
-    key = (device.type, device.index)
-    if key not in _calibration_cache:
-        tones = _CALIBRATION_TONES / SAMPLE_RATE
-        samples = torch.arange(3 * HOP_LENGTH * 2, dtype=torch.float64)
-        audio = (0.3 * torch.sin(2 * math.pi * tones[:, None] * samples)).float()
-        magnitude = _magnitudes(log_mel_spectrogram(audio)[..., 3:4])  # a frame wholly inside
-        heard = magnitude[..., 0] > 1e-2 * magnitude[..., 0].amax(1, keepdim=True)  # (G, 128)
-        centroid = torch.where(heard, _centroids(magnitude)[..., 0].double(), tones[:, None])
-        table = torch.cummax(centroid.T.contiguous(), dim=1).values  # ascending, as searchsorted needs
-        _calibration_cache[key] = (table.float().to(device), tones.float().to(device))
-    return _calibration_cache[key]
+    tones = _CALIBRATION_TONES / SAMPLE_RATE
+    samples = torch.arange(3 * HOP_LENGTH * 2, dtype=torch.float64)
+    audio = (0.3 * torch.sin(2 * math.pi * tones[:, None] * samples)).float()
+    magnitude = _magnitudes(log_mel_spectrogram(audio)[..., 3:4])  # a frame wholly inside
+    heard = magnitude[..., 0] > 1e-2 * magnitude[..., 0].amax(1, keepdim=True)  # (G, 128)
+    centroid = torch.where(heard, _centroids(magnitude)[..., 0].double(), tones[:, None])
+    table = torch.cummax(centroid.T.contiguous(), dim=1).values  # ascending, as searchsorted needs
+    return table.float().to(device), tones.float().to(device)
 
 
 def band_frames(mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -163,7 +163,8 @@ class Vocoder(ABC):
         spans = [(start, min(start + chunk, frames)) for start in range(0, frames, chunk)]
         out = torch.empty(frames * HOP_LENGTH, dtype=torch.float32)
         mel = mel.to(self.device, torch.float32)
-        phases = self._start_phases(mel)
+        # one span starts at frame 0, where the oscillators start anyway
+        phases = self._start_phases(mel) if len(spans) > 1 else None
 
         def run(span: tuple[int, int]) -> None:
             start, stop = span
