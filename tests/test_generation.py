@@ -528,3 +528,22 @@ def test_near_silence_is_said_plainly_and_never_raised(tmp_path: Path) -> None:
     assert short.loudness_lufs is None and "shorter than 0.4 s" in short.describe()
     with pytest.raises(DistillganError, match="loudness must be between -60 and 0 LUFS"):
         generate(quiet, duration_s=1.0, loudness_lufs=3.0)
+
+
+def test_a_vae_saved_before_it_had_limits_loads_and_decodes_without_them(tmp_path: Path) -> None:
+    from distillgan.generation import load_vae
+    from distillgan.modelfile import ModelLock, write_model
+    from distillgan.networks.vae import CORPUS_LIMITS, NO_LIMIT
+    from tests.vocoders.model_files import vae_sections
+
+    def saved(name: str, sections: dict) -> Path:
+        with ModelLock(tmp_path / name, owner="tests") as lock:
+            write_model(tmp_path / name, sections, lock=lock, create=True)
+        return tmp_path / name
+
+    fitted = vae_sections()
+    assert float(load_vae(saved("current.distillgan", fitted)).frame_ceiling) < NO_LIMIT  # they travel
+    for name in CORPUS_LIMITS:
+        del fitted["vae"].tensors[f"weights/{name}"]
+    vae = load_vae(saved("old.distillgan", fitted))
+    assert float(vae.mel_ceiling.min()) == float(vae.frame_ceiling) == NO_LIMIT

@@ -196,7 +196,7 @@ def _measure(stage: str, cfg: Any, corpus: Corpus, warmup: bool) -> tuple[float,
             datamodule = _datamodule("vae", cfg, corpus)
             with _SEEDING:  # builds a network from the global RNG: not while a run seeds and builds its own
                 module = VAEModule(cfg)
-            module.vae.set_normalization(*datamodule.mel_statistics())
+            module.vae.fit_to_corpus(datamodule.train_frames())
             scale = t.batch_size / batch
         else:
             from distillgan.lightning_modules.hifigan import HiFiGANModule

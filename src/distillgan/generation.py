@@ -48,7 +48,7 @@ from distillgan.errors import ConfigError, DistillganError, ModelFileError, Voco
 from distillgan.filecache import FileVersion, model_file_version, once_per_file_version
 from distillgan.mel import HOP_LENGTH, N_FFT, SAMPLE_RATE, log_mel_spectrogram
 from distillgan.modelfile import model_name, open_model, vae_record
-from distillgan.networks.vae import MelVAE, decode_trajectory, latent_trajectory
+from distillgan.networks.vae import CORPUS_LIMITS, NO_LIMIT, MelVAE, decode_trajectory, latent_trajectory
 from distillgan.progress import epochs_done
 from distillgan.recipes import VAEConfig
 from distillgan.vocoders.base import Vocoder
@@ -272,7 +272,9 @@ def _load_vae_cached(model_file: FileVersion, device: str) -> MelVAE:
         raise ModelFileError(f"the VAE config stored in {path} is unusable: {error}") from error
     with torch.device("meta"):
         expected = {name: tuple(t.shape) for name, t in MelVAE(cfg.model).state_dict().items()}
-    state = reader.tensors("vae", expected, prefix="weights", map_location=device)
+    state = reader.tensors("vae", expected, prefix="weights", map_location=device, optional=CORPUS_LIMITS)
+    for name in CORPUS_LIMITS:  # a VAE saved before it had limits decodes without them
+        state.setdefault(name, torch.full(expected[name], NO_LIMIT, device=device))
     with torch.device("meta"):
         vae = MelVAE(cfg.model)
     vae.load_state_dict({name: t.float() for name, t in state.items()}, strict=True, assign=True)

@@ -438,7 +438,7 @@ def train_vae(
     with _SEEDING:
         L.seed_everything(cfg.train.seed, verbose=False)
         module = VAEModule(cfg, total_epochs=epochs)
-    module.vae.set_normalization(*datamodule.mel_statistics())
+    module.vae.fit_to_corpus(datamodule.train_frames())
     val_every = max(1, epochs // 50)
     dataset = Section(attrs=DatasetRecord(build_manifest(corpus)).to_attrs())
     if not resume and lock is not None and lock.held:

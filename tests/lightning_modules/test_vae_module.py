@@ -16,9 +16,10 @@ import torch
 
 from distillgan.corpus import load_corpus
 from distillgan.errors import ModelFileError
+from distillgan.generation import load_vae
 from distillgan.lightning_modules.vae import VAEDataModule
-from distillgan.modelfile import SCHEMA_VERSION, ModelLock, Section, open_model, write_model
-from distillgan.networks.vae import MelVAE
+from distillgan.modelfile import SCHEMA_VERSION, ModelLock, Section, open_model, pack_tree, write_model
+from distillgan.networks.vae import CORPUS_LIMITS, NO_LIMIT, MelVAE
 from distillgan.progress import CancelToken, ProgressEvent
 from distillgan.recipes import load_vae_config
 from distillgan.training import train_vae
@@ -86,6 +87,23 @@ def test_cancel_keeps_a_resumable_vae_and_resume_finishes_it(tiny_corpus: Path, 
     second = run(tiny_corpus, path, resume=True)
     assert second.status == "complete" and second.epochs_completed == 12
     assert not open_model(path).has("vae_checkpoint")
+
+
+def test_a_run_saved_before_the_vae_had_limits_resumes_with_limits_fitted_now(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "tiny.distillgan"
+    token = CancelToken()
+    run(tiny_corpus, path, listener=lambda e: token.cancel() if e.kind == "step" else None, cancel=token)
+    checkpoint = open_model(path).tree("vae_checkpoint")
+    for name in CORPUS_LIMITS:  # as an older version saved it
+        del checkpoint["state_dict"][f"vae.{name}"]
+    with ModelLock(path, owner="test") as lock:
+        write_model(path, {"vae_checkpoint": pack_tree(checkpoint)}, lock=lock)
+
+    assert run(tiny_corpus, path, resume=True).status == "complete"
+    vae = load_vae(path)
+    assert float(vae.frame_ceiling) < NO_LIMIT and float(vae.mel_ceiling.max()) < NO_LIMIT
 
 
 def fresh_run(corpus_dir: Path, path: Path, **kwargs: object) -> object:

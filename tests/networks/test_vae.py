@@ -9,6 +9,7 @@ from distillgan.networks.vae import (
     MelVAE,
     VAEModelConfig,
     decode_trajectory,
+    frame_level,
     kl_divergence,
     latent_trajectory,
 )
@@ -18,7 +19,7 @@ from distillgan.networks.vae import (
 def vae() -> MelVAE:
     torch.manual_seed(0)
     model = MelVAE(VAEModelConfig(latent_dim=4, channels=[16, 16], kernel_size=3)).eval()
-    model.set_normalization(torch.full((128,), -5.0), torch.full((128,), 2.0))
+    model.fit_to_corpus(torch.randn(128, 64) * 2.0 - 5.0)
     return model
 
 
@@ -65,3 +66,42 @@ def test_chunked_decoding_has_no_seams(vae: MelVAE) -> None:
     typical = (single[:, 1:] - single[:, :-1]).abs().mean(0)
     assert float(jumps.max()) < 1.5 * float(typical.max())
     assert float((chunked - single).abs().mean()) < 0.1 * float(single.std())
+
+
+def test_decoded_mels_stay_within_the_corpus_bins_and_loudest_frame() -> None:
+    torch.manual_seed(0)
+    model = MelVAE(VAEModelConfig(latent_dim=4, channels=[16, 16], kernel_size=3)).eval()
+    corpus = torch.randn(128, 400) * 2.0 - 5.0
+    model.fit_to_corpus(corpus)
+    # a walk far outside the prior makes the decoder extrapolate
+    with torch.no_grad():
+        model.to_mel.weight.mul_(50.0)
+    z = latent_trajectory(4, 40, seed=1) * 10
+    raw = model.decode(z[None])[0]
+    mel = decode_trajectory(model, z, chunk=16, overlap=4)
+    assert bool((raw > corpus.max(-1, keepdim=True).values + 1).any())  # the test has teeth
+    assert bool((mel <= corpus.max(-1, keepdim=True).values + 1e-5).all())
+    assert float(frame_level(mel).max()) <= float(frame_level(corpus).max()) + 1e-4
+
+
+def test_a_frame_louder_than_the_corpus_is_lowered_whole_and_one_within_it_is_kept() -> None:
+    model = MelVAE(VAEModelConfig(latent_dim=4, channels=[16], kernel_size=3))
+    corpus = torch.full((128, 10), -8.0)
+    corpus[:64, 2] = -2.0  # one frame loud in the low bins,
+    corpus[64:, 5] = -2.0  # another in the high ones
+    model.fit_to_corpus(corpus)
+    quiet = corpus[:, :2] - 1.0
+    assert torch.equal(model.limit_to_corpus(quiet), quiet)
+    # every bin within its ceiling, but all at it at once: more energy than any corpus frame
+    louder = torch.full((128, 2), -2.0)
+    louder[:, 1] -= torch.linspace(0.0, 0.5, 128)
+    limited = model.limit_to_corpus(louder)
+    assert torch.allclose(frame_level(limited), frame_level(corpus[:, 2:3]).expand(2), atol=1e-5)
+    shift = louder - limited
+    assert torch.allclose(shift, shift[:1].expand_as(shift))  # each frame's spectral shape kept
+
+
+def test_an_unfitted_vae_decodes_without_limits() -> None:
+    model = MelVAE(VAEModelConfig(latent_dim=4, channels=[16], kernel_size=3))
+    mel = torch.full((128, 4), 50.0)
+    assert torch.equal(model.limit_to_corpus(mel), mel)

@@ -113,7 +113,7 @@ def vae_sections(cfg: VAEConfig = TINY_VAE, *, seed: int = 0) -> dict[str, Any]:
     torch.manual_seed(seed)
     module = VAEModule(cfg, total_epochs=3)
     # Plausible log-mel statistics, so decoded mels sit where real ones do.
-    module.vae.set_normalization(torch.full((128,), -5.0), torch.full((128,), 1.5))
+    module.vae.fit_to_corpus(torch.randn(128, 512) * 1.5 - 5.0)
     module.val_history = [1.0, 0.8, 0.7]
     progress = StageRecord(status="complete", epoch=3, epochs_completed=3, total_epochs=3, steps=30)
     return module.model_file_sections(progress)

@@ -15,7 +15,7 @@ from distillgan.data import CropDataModule, RandomCropLoader, hold_out
 from distillgan.mel import HOP_LENGTH, LOG_CLAMP, log_mel_spectrogram
 from distillgan.modelfile import Section, StageRecord, VAERecord
 from distillgan.modelfile.records import VAE
-from distillgan.networks.vae import MelVAE, kl_divergence
+from distillgan.networks.vae import CORPUS_LIMITS, MelVAE, kl_divergence
 from distillgan.recipes import VAEConfig
 
 MEL_FLOOR = float(torch.log(torch.tensor(LOG_CLAMP)))
@@ -42,9 +42,9 @@ class VAEDataModule(CropDataModule):
         count = max(1, round(cfg.train.validation_fraction * total_chunks))
         self.train_mels, self.val_chunks = hold_out(self.mels, chunk, count, min_remaining=chunk)
 
-    def mel_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
-        frames = torch.cat(self.train_mels, dim=-1)
-        return frames.mean(dim=-1), frames.std(dim=-1)
+    def train_frames(self) -> torch.Tensor:
+        """Every training frame, (128, T): what the VAE's normalization and limits are fitted to."""
+        return torch.cat(self.train_mels, dim=-1)
 
     def setup(self, stage: str) -> None:
         if self.train_loader is None:
@@ -129,6 +129,9 @@ class VAEModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_history = list(checkpoint.get("val_history", []))
+        # a run saved before the VAE had limits resumes with the ones fitted to its corpus now
+        for name in CORPUS_LIMITS:
+            checkpoint["state_dict"].setdefault(f"vae.{name}", getattr(self.vae, name))
 
     def model_file_sections(self, progress: StageRecord) -> dict[str, Section]:
         """The inference part of this stage as it goes into the model file.

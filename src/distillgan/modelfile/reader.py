@@ -11,7 +11,7 @@ import contextlib
 import errno
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -221,9 +221,12 @@ def _checked_nbytes(ds: h5py.Dataset, what: str) -> int:
 
 
 def _check_expected(
-    shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]], where: str
+    shapes: Mapping[str, tuple[int, ...]],
+    expected: Mapping[str, tuple[int, ...]],
+    where: str,
+    optional: Collection[str] = (),
 ) -> None:
-    missing = sorted(set(expected) - set(shapes))
+    missing = sorted(set(expected) - set(shapes) - set(optional))
     if missing:
         raise ModelFileError(f"{where} lacks weight '{missing[0]}' (the file does not match this network)")
     extra = sorted(set(shapes) - set(expected))
@@ -231,7 +234,7 @@ def _check_expected(
         raise ModelFileError(
             f"{where} has an unexpected weight '{extra[0]}' (the file does not match this network)"
         )
-    for name in sorted(expected):
+    for name in sorted(set(expected) & set(shapes)):
         if tuple(shapes[name]) != tuple(expected[name]):
             raise ModelFileError(
                 f"{where}/{name} has shape {tuple(shapes[name])}, expected {tuple(expected[name])}"
@@ -262,11 +265,12 @@ def _read_tensors(
     expected: Mapping[str, tuple[int, ...]] | None,
     map_location: str | torch.device,
     allow_non_finite: bool,
+    optional: Collection[str] = (),
 ) -> dict[str, torch.Tensor]:
     torch = _torch()
     datasets = _collect_datasets(group)
     if expected is not None:
-        _check_expected({name: ds.shape for name, ds in datasets.items()}, expected, where)
+        _check_expected({name: ds.shape for name, ds in datasets.items()}, expected, where, optional)
         for name, ds in datasets.items():  # network weights: anything but floats is not ours
             if ds.dtype.kind != "f" and _plain_attr(ds, _BF16_ATTR) != "bfloat16":
                 raise ModelFileError(
@@ -340,11 +344,13 @@ class ModelReader:
         prefix: str = "",
         map_location: str | torch.device = "cpu",
         allow_non_finite: bool = False,
+        optional: Collection[str] = (),
     ) -> dict[str, torch.Tensor]:
         """Tensors below ``section[/prefix]`` by relative name ("a/b" for nested groups).
 
         With ``expected`` (network weights) the names and shapes must match exactly and the
-        values must be floating point. Give a ``prefix`` (e.g.
+        values must be floating point; the ``optional`` names among them (added to a network
+        after files were written without them) may be absent. Give a ``prefix`` (e.g.
         "generator") when the section also holds other tensors such as a packed tree.
         """
         with self._open() as f:
@@ -355,7 +361,7 @@ class ModelReader:
                     raise ModelFileError(f"{_label(self.path)} has no {section}/{prefix} data ({self.path})")
                 group = child
             where = f"{_label(self.path)}: {section}" + (f"/{prefix}" if prefix else "")
-            return _read_tensors(group, where, expected, map_location, allow_non_finite)
+            return _read_tensors(group, where, expected, map_location, allow_non_finite, optional)
 
     def tree(
         self,

@@ -2,7 +2,8 @@
 
 Fully convolutional, so it encodes and decodes mels of any length that is a multiple of
 ``2 ** len(channels)`` frames. Mels are normalized per bin with corpus statistics that
-travel with the weights.
+travel with the weights, and so do the limits decoded mels are kept within (each bin's and
+the loudest frame's level in the corpus).
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ class VAEModelConfig:
     @property
     def time_reduction(self) -> int:
         return 2 ** len(self.channels)
+
+
+# The limits of a VAE saved before they were fitted: none. Such a file lacks them (CORPUS_LIMITS).
+NO_LIMIT = 1e4
+CORPUS_LIMITS = ("mel_ceiling", "frame_ceiling")
+
+
+def frame_level(mel: torch.Tensor) -> torch.Tensor:
+    """The log of each frame's root energy, (..., 128, T) -> (..., T)."""
+    return torch.logsumexp(2 * mel, dim=-2) / 2
 
 
 class ChannelNorm(nn.Module):
@@ -96,17 +107,36 @@ class MelVAE(nn.Module):
             *[UpBlock(rev[i], rev[min(i + 1, len(rev) - 1)], k) for i in range(len(rev))]
         )
         self.to_mel = nn.Conv1d(rev[-1], N_MELS, k, padding=k // 2)
-        # per-bin normalization of log-mels, fitted on the corpus before training
+        # per-bin normalization of log-mels and the limits of decoding, fitted on the corpus
+        # before training (fit_to_corpus)
         self.register_buffer("mel_mean", torch.zeros(N_MELS, 1))
         self.register_buffer("mel_std", torch.ones(N_MELS, 1))
+        self.register_buffer("mel_ceiling", torch.full((N_MELS, 1), NO_LIMIT))
+        self.register_buffer("frame_ceiling", torch.full((1,), NO_LIMIT))
 
     @property
     def time_reduction(self) -> int:
         return self.cfg.time_reduction
 
-    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.mel_mean.copy_(mean.reshape(N_MELS, 1))
-        self.mel_std.copy_(std.reshape(N_MELS, 1).clamp(min=1e-3))
+    def fit_to_corpus(self, frames: torch.Tensor) -> None:
+        """Fit the per-bin normalization and the limits of decoding to the corpus's log-mel
+        frames (128, T)."""
+        self.mel_mean.copy_(frames.mean(dim=-1, keepdim=True))
+        self.mel_std.copy_(frames.std(dim=-1, keepdim=True).clamp(min=1e-3))
+        self.mel_ceiling.copy_(frames.max(dim=-1, keepdim=True).values)
+        self.frame_ceiling.copy_(frame_level(frames).max().reshape(1))
+
+    def limit_to_corpus(self, mel: torch.Tensor) -> torch.Tensor:
+        """``mel`` (..., 128, T) with no bin above the corpus's loudest value for it, and no frame
+        with more energy than the corpus's loudest frame (lowered whole, keeping its shape).
+
+        A latent walk can leave the region the corpus encodes to, and the decoder then
+        extrapolates: a few bins tens of dB above anything it learned, which a faithful vocoder
+        renders as clipping.
+        """
+        mel = torch.minimum(mel, self.mel_ceiling)
+        excess = (frame_level(mel) - self.frame_ceiling).clamp(min=0)
+        return mel - excess.unsqueeze(-2)
 
     def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel (B, 128, T) -> latent mean and log-variance (B, latent, T / reduction)."""
@@ -161,12 +191,12 @@ def decode_trajectory(vae: MelVAE, z: torch.Tensor, *, chunk: int = 64, overlap:
 
     Chunks of ``chunk`` latent steps overlap by ``overlap`` steps and are joined with an
     equal-power crossfade in the mel domain, so there are no seams between chunks.
-    Returns a log-mel (128, L * reduction).
+    Returns a log-mel (128, L * reduction) within the corpus's limits (``limit_to_corpus``).
     """
     length = z.shape[-1]
     r = vae.time_reduction
     if length <= chunk:
-        return vae.decode(z[None])[0]
+        return vae.limit_to_corpus(vae.decode(z[None])[0])
     hop = chunk - overlap
     out = torch.zeros(N_MELS, length * r, device=z.device)
     weight = torch.zeros(1, length * r, device=z.device)
@@ -189,7 +219,7 @@ def decode_trajectory(vae: MelVAE, z: torch.Tensor, *, chunk: int = 64, overlap:
         if stop == length:
             break
         start += hop
-    return out / weight.clamp(min=1e-6)
+    return vae.limit_to_corpus(out / weight.clamp(min=1e-6))
 
 
 @torch.no_grad()
