@@ -22,6 +22,7 @@ from distillgan.generation import (
     QualityBadge,
     file_mel,
     generate,
+    load_vae,
     take_path,
     vocode_file,
     vocoder_status,
@@ -29,9 +30,17 @@ from distillgan.generation import (
     write_take,
 )
 from distillgan.mel import SAMPLE_RATE, log_mel_spectrogram
+from distillgan.modelfile import ModelLock, write_model
+from distillgan.networks.vae import CORPUS_LIMITS, NO_LIMIT
 from distillgan.vocoders import bigvgan_weights
 from distillgan.vocoders.bigvgan_weights import LOCAL_DIR_ENV
-from tests.vocoders.model_files import nvidia_files, write_folder, write_hub_cache, write_model_file
+from tests.vocoders.model_files import (
+    nvidia_files,
+    vae_sections,
+    write_folder,
+    write_hub_cache,
+    write_model_file,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
 
@@ -531,11 +540,6 @@ def test_near_silence_is_said_plainly_and_never_raised(tmp_path: Path) -> None:
 
 
 def test_a_vae_saved_before_it_had_limits_loads_and_decodes_without_them(tmp_path: Path) -> None:
-    from distillgan.generation import load_vae
-    from distillgan.modelfile import ModelLock, write_model
-    from distillgan.networks.vae import CORPUS_LIMITS, NO_LIMIT
-    from tests.vocoders.model_files import vae_sections
-
     def saved(name: str, sections: dict) -> Path:
         with ModelLock(tmp_path / name, owner="tests") as lock:
             write_model(tmp_path / name, sections, lock=lock, create=True)
