@@ -39,6 +39,21 @@ def test_crops_stay_inside_one_sequence_and_favour_longer_ones() -> None:
     assert counts[1] > 2 * counts[0]  # picked in proportion to length (6000 vs 2000)
 
 
+def test_a_share_of_crops_starts_at_a_files_first_sample_and_the_rest_are_as_before() -> None:
+    sequences = [torch.arange(20_000.0), torch.arange(30_000.0) + 1e6]  # each sample says where it is
+    plain = RandomCropLoader(sequences, 1024, 64, seed=1)
+    starting = RandomCropLoader(sequences, 1024, 64, seed=1, start_fraction=0.25)
+    at_start = 0
+    for index in range(10):
+        crops, before = starting.batch(index), plain.batch(index)
+        first = crops[:, 0] % 1e6
+        at_start += int((first == 0).sum())
+        moved = first == 0
+        assert torch.equal(crops[~moved], before[~moved])  # every other crop is the one it was
+    assert 0.15 < at_start / 640 < 0.35
+    assert int(sum(int((plain.batch(i)[:, 0] % 1e6 == 0).sum()) for i in range(10))) == 0
+
+
 def test_batches_depend_only_on_seed_rank_and_index() -> None:
     audio = [torch.randn(20_000), torch.randn(7000)]
     a = RandomCropLoader(audio, 1024, 4, seed=3)

@@ -109,6 +109,10 @@ class RandomCropLoader:
     ``frames`` (one ``(channels, length // hop)`` tensor per sequence, e.g. a mel) makes every
     crop start on a multiple of ``hop`` and batches ``(crops, frame crops)`` pairs: the frames
     that belong to each crop.
+
+    ``start_fraction`` of the crops (on average) begin at their sequence's first sample. A
+    uniform offset almost never does, yet every file and every generated clip has a first frame,
+    and in one-shots it holds the attack.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class RandomCropLoader:
         batches_per_epoch: int | None = None,
         frames: Sequence[torch.Tensor] | None = None,
         hop: int = 1,
+        start_fraction: float = 0.0,
     ) -> None:
         padded = [fit_length(s, crop_len, fill) if s.shape[-1] < crop_len else s for s in sequences]
         if not padded:
@@ -138,6 +143,7 @@ class RandomCropLoader:
         self._weights = lengths.double()
         self.buffer = torch.cat(list(padded), dim=-1)
         self.hop = hop
+        self.start_fraction = start_fraction
         self.frames: torch.Tensor | None = None
         if frames is not None:
             if crop_len % hop or any(
@@ -168,6 +174,8 @@ class RandomCropLoader:
         files = torch.multinomial(self._weights, self.batch_size, replacement=True, generator=g)
         offsets = (torch.rand(self.batch_size, generator=g, dtype=torch.float64) * self._spans[files]).long()
         offsets = offsets // self.hop * self.hop
+        if self.start_fraction > 0:  # drawn after the rest, so 0 leaves every batch as it was
+            offsets[torch.rand(self.batch_size, generator=g) < self.start_fraction] = 0
         crops = self._crop(self.buffer, self._starts[files] + offsets, self.crop_len)
         if self.frames is None:
             return crops

@@ -82,6 +82,7 @@ _VOCODER_TRAIN_RANGES = (
     ("steps_per_epoch", 0, 10_000_000),
     ("stft_weight", 0.0, 1e4),
     ("vae_aware_fraction", 0.0, 1.0),
+    ("start_crop_fraction", 0.0, 1.0),
     ("warmup_steps", 0, 10_000_000),
     ("gain_db", 0.0, 24.0),
     ("d_input_noise", 0.0, 0.1),
@@ -124,6 +125,9 @@ class VocoderTrainConfig:
     # share of each batch whose generator input is the VAE's reconstruction of the crop's mel
     # (the target stays the real crop): the vocoder learns the mels it renders at generation
     vae_aware_fraction: float = 0.0
+    # share of training crops that begin at a file's first sample, where a one-shot's attack
+    # meets the mel's reflect-padded first frame (uniform crops almost never start there)
+    start_crop_fraction: float = 0.0
     mel_weight: float = 45.0
     feature_matching_weight: float = 2.0
     # augmentation against discriminator over-fitting on tiny corpora

@@ -172,6 +172,7 @@ class VocoderDataModule(CropDataModule):
             batches_per_epoch=self.cfg.steps_per_epoch or None,
             frames=self.vae_frames,
             hop=HOP_LENGTH if self.vae_frames is not None else 1,
+            start_fraction=self.cfg.start_crop_fraction,
         )
         if trainer is not None and _fits_on(trainer.strategy.root_device, loader.buffer.numel() * 4):
             loader.to(trainer.strategy.root_device)
