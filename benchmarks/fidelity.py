@@ -14,8 +14,10 @@ cap of 8 minutes of wall time per vocoder run. One run trains a VAE on the corpu
 
 For each it prints, on the held-out sounds (never trained on): log-mel L1, multi-resolution
 STFT distance (auraloss defaults), the frame-rate comb excess (``evaluation.comb_share_db``: on
-steady partials the generator buzzes at 86.1 Hz harmonics, ``benchmarks/steady_tones.py``), the level error per band in dB (mean |error|, and the
-worst clip's signed error, over clips where the band holds at least 1 % of the energy), the
+steady partials the generator buzzes at 86.1 Hz harmonics, ``benchmarks/steady_tones.py``), the
+level error per band in dB (mean |error|, and the worst clip's signed error, over clips where the
+band holds at least 1 % of the energy), the energy added in the other bands
+(``evaluation.added_energy_db``, the worst clip: rumble under a texture, hiss over a drone), the
 VAE round trip (mel -> VAE -> vocoder, against the original) and wall time and generator steps.
 ``--vae-aware F`` adds a third run from the prior with ``train.vae_aware_fraction=F``.
 """
@@ -78,6 +80,7 @@ def _score(vocoder: HiFiGANVocoder, clips: list[np.ndarray], vae) -> dict:
         "band_mean_abs_db": [None if v is None else round(v, 2) for v in held_out.band_mean_abs_db],
         "band_worst_db": [None if v is None else round(v, 2) for v in held_out.band_worst_db],
         "bands_within_db": round(held_out.bands_within, 2),
+        "added_worst_db": None if held_out.added_worst_db is None else round(held_out.added_worst_db, 1),
         "comb_excess_db": round(held_out.comb_excess_db, 1),
         "vae_round_trip_log_mel_l1": round(through_vae.log_mel_l1, 4),
         "vae_round_trip_mr_stft": round(through_vae.mr_stft, 4),
@@ -139,7 +142,8 @@ def main() -> None:
             f"corpus {corpus_dir} ({len(corpus.files)} files); held out {held_out_dir} ({len(clips)} files)"
         )
         print(
-            f"{'':10s} {'mel L1':>7s} {'MR-STFT':>8s} {'comb dB':>7s} {'VAE mel':>8s} {'VAE STFT':>8s} {'steps':>6s} "
+            f"{'':10s} {'mel L1':>7s} {'MR-STFT':>8s} {'comb dB':>7s} {'added':>6s} {'VAE mel':>8s} {'VAE STFT':>8s} "
+            f"{'steps':>6s} "
             f"{'wall s':>7s}  " + " ".join(f"{b:>14s}" for b in bands)
         )
         for name, r in results["runs"].items():
@@ -149,12 +153,15 @@ def main() -> None:
             ]
             print(
                 f"{name:10s} {r['log_mel_l1']:7.3f} {r['mr_stft']:8.3f} {r['comb_excess_db']:+7.1f} "
+                f"{'-' if r['added_worst_db'] is None else format(r['added_worst_db'], '+6.1f'):>6s} "
                 f"{r['vae_round_trip_log_mel_l1']:8.3f} "
                 f"{r['vae_round_trip_mr_stft']:8.3f} {r['steps']:6d} {r['wall_s']:7.0f}  "
                 + " ".join(f"{c:>14s}" for c in cells)
             )
         print(
             "bands: mean |level error| dB (worst clip's signed error), where the reference holds >= 1 % of its energy; "
+            "added: the most energy any clip's output puts in the bands its original holds < 1 % of its energy in, "
+            "dB relative to the original's whole energy (rumble, hiss); "
             "comb: how much more of the output's energy than the original's sits on the 86.1 Hz frame-rate harmonics"
         )
         if {"prior", "scratch"} <= results["runs"].keys():

@@ -27,6 +27,19 @@ def test_a_band_under_one_percent_of_the_energy_is_not_counted() -> None:
     assert errors[names.index("<60")] is None and errors[names.index("4k-10k")] is None
 
 
+def test_rumble_where_the_original_has_nothing_shows_as_added_energy() -> None:
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    tone = np.sin(2 * np.pi * 440 * t)
+    # the original's <60 Hz band is empty: its level error is not counted, the rumble is
+    rumble = tone + 0.1 * np.sin(2 * np.pi * 30 * t)
+    assert evaluation.added_energy_db(tone, rumble) == pytest.approx(-20.0, abs=0.1)
+    assert evaluation.added_energy_db(tone, tone) < -100
+    scored = evaluation.score(
+        [tone.astype(np.float32)], lambda x: x + np.float32(0.1) * np.sin(2 * np.pi * 30 * t[: len(x)])
+    )
+    assert scored.added_worst_db == pytest.approx(-20.0, abs=0.3)  # a clip cut to whole frames
+
+
 def test_a_perfect_render_scores_zero_and_a_poor_one_does_not() -> None:
     clips = [synth_tone(0.5, seed=1, freq=110.0), synth_noise_texture(0.5, seed=2, kind="rain")]
     perfect = evaluation.score(clips, lambda x: x)

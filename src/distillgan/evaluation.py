@@ -6,6 +6,9 @@ vocoder training (BigVGAN's score) and the README quote.
 * **band levels**: the level error in dB of each band in :data:`BANDS`, counted only where the
   reference holds at least :data:`BAND_MIN_SHARE` of its energy (a band it barely has says
   nothing about fidelity, and its dB error would swamp the rest).
+* **added energy**: what the estimate puts in the bands left out above (where the reference has
+  almost nothing), relative to the reference's whole energy in dB: rumble under a texture, hiss
+  above a low drone. Those bands' level errors say little, but what is added there is heard.
 * **frame-rate comb**: how much more of the estimate's energy than the reference's sits on the
   harmonics of the mel frame rate (44 100 / 512 = 86.1 Hz). A mel vocoder's upsampling stack
   turns a one-frame shift of its input into a 512-sample shift of its output, so where the mel
@@ -54,6 +57,17 @@ def band_level_errors(reference: np.ndarray, estimate: np.ndarray) -> list[float
     ]
 
 
+def added_energy_db(reference: np.ndarray, estimate: np.ndarray) -> float | None:
+    """The estimate's energy in the bands where the reference has under :data:`BAND_MIN_SHARE` of
+    its energy, relative to the reference's whole energy (dB); None when there are none."""
+    ref, est = band_energies(reference), band_energies(estimate)
+    total = ref.sum()
+    empty = ref < BAND_MIN_SHARE * total
+    if total <= 0 or not empty.any():
+        return None
+    return float(10 * np.log10((est[empty].sum() + 1e-20) / total))
+
+
 COMB_HALF_WIDTH_HZ = 2.0
 
 
@@ -74,6 +88,7 @@ class ClipScore:
     log_mel_l1: float
     mr_stft: float
     band_errors_db: list[float | None]
+    added_db: float | None  # added_energy_db
     comb_excess_db: float  # the estimate's frame-rate comb share minus the reference's
 
 
@@ -87,6 +102,12 @@ class FidelityScore:
     band_worst_db: list[float | None]  # signed error of largest magnitude
     comb_excess_db: float  # mean over clips
     clips: list[ClipScore]
+
+    @property
+    def added_worst_db(self) -> float | None:
+        """The most energy any clip's estimate adds where its reference has almost none (dB)."""
+        added = [clip.added_db for clip in self.clips if clip.added_db is not None]
+        return max(added) if added else None
 
     @property
     def bands_within(self) -> float:
@@ -119,7 +140,13 @@ def score_clip(reference: np.ndarray, estimate: np.ndarray) -> ClipScore:
         mel_l1 = float(F.l1_loss(log_mel_spectrogram(est), log_mel_spectrogram(ref)))
         mr_stft = float(_mr_stft(est[:, None], ref[:, None]))
     comb = comb_share_db(estimate[:n]) - comb_share_db(reference[:n])
-    return ClipScore(mel_l1, mr_stft, band_level_errors(reference[:n], estimate[:n]), comb)
+    return ClipScore(
+        mel_l1,
+        mr_stft,
+        band_level_errors(reference[:n], estimate[:n]),
+        added_energy_db(reference[:n], estimate[:n]),
+        comb,
+    )
 
 
 def score(references: Sequence[np.ndarray], render: Callable[[np.ndarray], np.ndarray]) -> FidelityScore:
