@@ -223,6 +223,29 @@ def test_vocoding_flushes_denormals_without_touching_the_caller(monkeypatch: pyt
         assert len(seen) == threads and all(s == (True, 1) for s in seen)
 
 
+def test_threads_started_after_vocoding_keep_the_process_thread_count() -> None:
+    """A worker's one-core setting must not become what later threads start with (a UI training
+    job started after a preview would otherwise run on one core, and differently)."""
+    from distillgan.vocoders import base
+
+    def new_thread_count() -> int:
+        seen: list[int] = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    vocoder = hifigan_vocoder_for(TINY_HIFIGAN)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        base._worker_pool.cache_clear()  # fresh workers, which set their count again
+        vocoder.vocode(random_mel(40 * vocoder.context_frames))  # long: split, one core per worker
+        assert new_thread_count() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_vocoding_threads_live_on_between_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     vocoder = hifigan_vocoder_for(TINY_HIFIGAN)
     workers: list[set[threading.Thread]] = []

@@ -188,8 +188,11 @@ class Vocoder(ABC):
                 run(span)
 
             pool = _worker_pool(workers, os.getpid())
-            list(pool.map(run_in_worker, spans))  # list() re-raises a worker's exception here
-            if torch.get_num_threads() != threads:  # a runtime where the setting is process-wide
+            try:
+                list(pool.map(run_in_worker, spans))  # list() re-raises a worker's exception here
+            finally:
+                # A worker's set_num_threads also sets the count every thread started later
+                # takes: left at 1, a training job the UI starts next would use one core.
                 torch.set_num_threads(threads)
         else:
             for span in spans:
