@@ -185,7 +185,9 @@ def _section_bytes(path: Path) -> dict[str, int]:
 
                 f[name].visititems(add)  # hard links only: a link out of the file is never followed
                 sizes[name] = total
-    except (OSError, ValueError, KeyError, DistillganError):
+    except (OSError, ValueError, KeyError, RuntimeError, DistillganError):
+        # a damaged file's parts have no size to report (h5py says "Object visitation failed"
+        # with a RuntimeError); `model info` still reports the rest
         return {}
     return sizes
 
