@@ -49,7 +49,10 @@ def band_energies(audio: np.ndarray) -> np.ndarray:
 def band_level_errors(reference: np.ndarray, estimate: np.ndarray) -> list[float | None]:
     """Per band: estimate's level minus reference's in dB, or None where the reference has under
     :data:`BAND_MIN_SHARE` of its energy."""
-    ref, est = band_energies(reference), band_energies(estimate)
+    return _level_errors(band_energies(reference), band_energies(estimate))
+
+
+def _level_errors(ref: np.ndarray, est: np.ndarray) -> list[float | None]:
     total = ref.sum()
     return [
         float(10 * np.log10((e + 1e-20) / r)) if total > 0 and r >= BAND_MIN_SHARE * total else None
@@ -60,7 +63,10 @@ def band_level_errors(reference: np.ndarray, estimate: np.ndarray) -> list[float
 def added_energy_db(reference: np.ndarray, estimate: np.ndarray) -> float | None:
     """The estimate's energy in the bands where the reference has under :data:`BAND_MIN_SHARE` of
     its energy, relative to the reference's whole energy (dB); None when there are none."""
-    ref, est = band_energies(reference), band_energies(estimate)
+    return _added_energy(band_energies(reference), band_energies(estimate))
+
+
+def _added_energy(ref: np.ndarray, est: np.ndarray) -> float | None:
     total = ref.sum()
     empty = ref < BAND_MIN_SHARE * total
     if total <= 0 or not empty.any():
@@ -140,12 +146,9 @@ def score_clip(reference: np.ndarray, estimate: np.ndarray) -> ClipScore:
         mel_l1 = float(F.l1_loss(log_mel_spectrogram(est), log_mel_spectrogram(ref)))
         mr_stft = float(_mr_stft(est[:, None], ref[:, None]))
     comb = comb_share_db(estimate[:n]) - comb_share_db(reference[:n])
+    ref_bands, est_bands = band_energies(reference[:n]), band_energies(estimate[:n])  # one FFT each
     return ClipScore(
-        mel_l1,
-        mr_stft,
-        band_level_errors(reference[:n], estimate[:n]),
-        added_energy_db(reference[:n], estimate[:n]),
-        comb,
+        mel_l1, mr_stft, _level_errors(ref_bands, est_bands), _added_energy(ref_bands, est_bands), comb
     )
 
 

@@ -65,6 +65,13 @@ _CALIBRATION_TONES = torch.exp(torch.linspace(math.log(20.0), math.log(21_000.0)
 
 @functools.cache
 def _calibration(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_cpu_calibration` on ``device`` (computed once, on the CPU, whatever the device)."""
+    table, tones = _cpu_calibration()
+    return table.to(device), tones.to(device)
+
+
+@functools.cache
+def _cpu_calibration() -> tuple[torch.Tensor, torch.Tensor]:
     """Per band, the centroid each calibration tone gets, (128, G) ascending, and the tones (G,).
 
     A tone's Hann main lobe is wider than the low bands, so the raw centroid is biased (up to
@@ -78,7 +85,7 @@ def _calibration(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     heard = magnitude[..., 0] > 1e-2 * magnitude[..., 0].amax(1, keepdim=True)  # (G, 128)
     centroid = torch.where(heard, _centroids(magnitude)[..., 0].double(), tones[:, None])
     table = torch.cummax(centroid.T.contiguous(), dim=1).values  # ascending, as searchsorted needs
-    return table.float().to(device), tones.float().to(device)
+    return table.float(), tones.float()
 
 
 def band_frames(mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
