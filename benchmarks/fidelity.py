@@ -19,6 +19,9 @@ level error per band in dB (mean |error|, and the worst clip's signed error, ove
 band holds at least 1 % of the energy), the energy added in the other bands
 (``evaluation.added_energy_db``, the worst clip: rumble under a texture, hiss over a drone), the
 VAE round trip (mel -> VAE -> vocoder, against the original) and wall time and generator steps.
+All of these are of the vocoded output, level-matched to its mel as every render is
+(``distillgan.vocoders.mel_match``); "net" gives the network's output before that, the measure
+of what the prior gives the network itself.
 ``--vae-aware F`` adds a third run from the prior with ``train.vae_aware_fraction=F``.
 """
 
@@ -72,8 +75,13 @@ def _score(vocoder: HiFiGANVocoder, clips: list[np.ndarray], vae) -> dict:
     def round_trip(x: np.ndarray) -> np.ndarray:
         return vocoder.vocode(reconstruct(vae, log_mel_spectrogram(torch.from_numpy(x))))
 
+    def network_alone(x: np.ndarray) -> np.ndarray:  # without vocoding's level matching
+        with torch.inference_mode():
+            return vocoder.network(log_mel_spectrogram(torch.from_numpy(x))[None])[0, 0].numpy()
+
     held_out = evaluation.score(clips, direct)
     through_vae = evaluation.score(clips, round_trip)
+    network = evaluation.score(clips, network_alone)
     return {
         "log_mel_l1": round(held_out.log_mel_l1, 4),
         "mr_stft": round(held_out.mr_stft, 4),
@@ -84,6 +92,9 @@ def _score(vocoder: HiFiGANVocoder, clips: list[np.ndarray], vae) -> dict:
         "comb_excess_db": round(held_out.comb_excess_db, 1),
         "vae_round_trip_log_mel_l1": round(through_vae.log_mel_l1, 4),
         "vae_round_trip_mr_stft": round(through_vae.mr_stft, 4),
+        "network_log_mel_l1": round(network.log_mel_l1, 4),
+        "network_mr_stft": round(network.mr_stft, 4),
+        "network_bands_within_db": round(network.bands_within, 2),
     }
 
 
@@ -143,7 +154,7 @@ def main() -> None:
         )
         print(
             f"{'':10s} {'mel L1':>7s} {'MR-STFT':>8s} {'comb dB':>7s} {'added':>6s} {'VAE mel':>8s} {'VAE STFT':>8s} "
-            f"{'steps':>6s} "
+            f"{'net mel':>7s} {'net STFT':>8s} {'steps':>6s} "
             f"{'wall s':>7s}  " + " ".join(f"{b:>14s}" for b in bands)
         )
         for name, r in results["runs"].items():
@@ -155,19 +166,22 @@ def main() -> None:
                 f"{name:10s} {r['log_mel_l1']:7.3f} {r['mr_stft']:8.3f} {r['comb_excess_db']:+7.1f} "
                 f"{'-' if r['added_worst_db'] is None else format(r['added_worst_db'], '+6.1f'):>6s} "
                 f"{r['vae_round_trip_log_mel_l1']:8.3f} "
-                f"{r['vae_round_trip_mr_stft']:8.3f} {r['steps']:6d} {r['wall_s']:7.0f}  "
-                + " ".join(f"{c:>14s}" for c in cells)
+                f"{r['vae_round_trip_mr_stft']:8.3f} {r['network_log_mel_l1']:7.3f} {r['network_mr_stft']:8.3f} "
+                f"{r['steps']:6d} {r['wall_s']:7.0f}  " + " ".join(f"{c:>14s}" for c in cells)
             )
         print(
             "bands: mean |level error| dB (worst clip's signed error), where the reference holds >= 1 % of its energy; "
             "added: the most energy any clip's output puts in the bands its original holds < 1 % of its energy in, "
             "dB relative to the original's whole energy (rumble, hiss); "
-            "comb: how much more of the output's energy than the original's sits on the 86.1 Hz frame-rate harmonics"
+            "comb: how much more of the output's energy than the original's sits on the 86.1 Hz frame-rate harmonics; "
+            "net: the network's output before vocoding's level matching"
         )
         if {"prior", "scratch"} <= results["runs"].keys():
-            ratio = results["runs"]["prior"]["log_mel_l1"] / results["runs"]["scratch"]["log_mel_l1"]
+            prior, scratch = results["runs"]["prior"], results["runs"]["scratch"]
+            ratio = prior["log_mel_l1"] / scratch["log_mel_l1"]
+            network_ratio = prior["network_log_mel_l1"] / scratch["network_log_mel_l1"]
             print(
-                f"prior / scratch log-mel L1: {ratio:.2f} (target <= 0.5); "
+                f"prior / scratch log-mel L1: {ratio:.2f} (target <= 0.5), networks alone {network_ratio:.2f}; "
                 f"worst band error from the prior: {results['runs']['prior']['bands_within_db']:.1f} dB (target <= 3)"
             )
     finally:

@@ -111,3 +111,12 @@ def test_basis_is_cached_per_device() -> None:
     first = mel._basis(torch.device("cpu"))
     second = mel._basis(torch.device("cpu"))
     assert first[0] is second[0] and first[1] is second[1]
+
+
+@pytest.mark.parametrize("samples", [600, 20 * HOP_LENGTH, 20 * HOP_LENGTH + 100])
+def test_audio_from_spectrum_inverts_the_mels_stft(samples: int) -> None:
+    audio = torch.randn(2, samples, generator=torch.Generator().manual_seed(samples))
+    spec = mel.spectrum(audio)
+    assert spec.shape == (2, N_FFT // 2 + 1, mel_frames(samples))
+    torch.testing.assert_close(mel.log_mel_from_spectrum(spec), log_mel_spectrogram(audio))
+    torch.testing.assert_close(mel.audio_from_spectrum(spec, samples), audio, atol=2e-6, rtol=0)

@@ -45,6 +45,7 @@ PHASES = (
     (6_000, "adversarial"),
     (7_830, "reconstruction"),
     (EXTENDS, "reconstruction, with the band-oscillator source added (its convs starting at zero)"),
+    (EXTENDS + 23_198, "reconstruction, a quarter of the crops starting at a file's first sample"),
 )
 
 

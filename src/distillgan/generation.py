@@ -19,10 +19,10 @@ for loudness normalisation to that integrated loudness (ITU-R BS.1770, measured 
 pyloudnorm). Export never clips: when the signal peaks above 0 dBFS (the vocoder's own clamp
 at full scale plus the resampler's overshoot can do that, or normalisation), the whole clip is
 scaled down so its peak sits at :data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. No
-limiter, nothing else. ``clipped_samples`` counts the samples the vocoder itself delivered at
-(or within 0.1 dB of) full scale: a HiFi-GAN ends in tanh, which squashes an overshoot just
-below 1.0 rather than past it, so |x| >= 1 alone would never see its clipping. That is
-clipping in the vocoded signal, not added by export. The badge measures what is written:
+limiter, nothing else. ``clipped_samples`` counts the samples the vocoder itself delivered
+(network and level matching) at, within 0.1 dB of, or past full scale: a HiFi-GAN ends in
+tanh, which squashes an overshoot just below 1.0 rather than past it, so |x| >= 1 alone would
+miss its clipping. That is in the vocoded signal, not added by export. The badge measures what is written:
 integrated loudness, peak, and the offset that was removed, and says plainly when the vocoder
 delivered mostly offset or the clip is near silence.
 """

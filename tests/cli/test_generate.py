@@ -227,14 +227,15 @@ def test_loudness_normalisation_on_export(cli: CliRun, models_dir: Path, tmp_pat
     source = tmp_path / "pluck.wav"
     write_audio(source, synth_pluck(1.2, seed=2, freq=196.0), SAMPLE_RATE)
     for args in (["generate", "good", "--duration", "1.5"], ["vocode", "good", str(source)]):
-        result = cli([*args, "--loudness", "-20", "--json", "-o", str(tmp_path / "out.wav"), "--overwrite"])
+        # a pluck rendered faithfully peaks too high for -20 LUFS under full scale; -30 fits
+        result = cli([*args, "--loudness", "-30", "--json", "-o", str(tmp_path / "out.wav"), "--overwrite"])
         assert result.exit_code == 0, result.stderr
         badge = json.loads(result.stdout)
         written, rate = sf.read(badge["path"], dtype="float64")
         assert badge["loudness_lufs"] == pytest.approx(
             pyloudnorm.Meter(rate).integrated_loudness(written), abs=0.01
         )
-        assert badge["loudness_lufs"] == pytest.approx(-20.0, abs=0.05) and badge["loudness_gain_db"] != 0
+        assert badge["loudness_lufs"] == pytest.approx(-30.0, abs=0.05) and badge["loudness_gain_db"] != 0
 
 
 def test_help_stays_light() -> None:

@@ -19,6 +19,7 @@ from distillgan.mel import log_mel_spectrogram
 from distillgan.modelfile import StageRecord
 from distillgan.networks.hifigan import Generator
 from distillgan.recipes import VocoderConfig, load_vocoder_config
+from distillgan.vocoders.mel_match import match_to_mel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -289,6 +290,18 @@ def test_the_model_file_keeps_the_best_held_out_epoch(tiny_corpus: Path) -> None
     resumed.on_load_checkpoint(checkpoint)
     assert resumed.best_epoch == 2
     assert torch.equal(resumed.best_generator["conv_post.weight"], module.generators[1]["conv_post.weight"])
+
+
+def test_the_held_out_error_scores_the_level_matched_audio_vocoding_gives(tiny_corpus: Path) -> None:
+    module, trainer = fit(tiny(epochs=1), tiny_corpus, epochs=1)
+    clips = trainer.datamodule.val_dataloader().clips
+    mel = log_mel_spectrogram(clips.float())
+    with torch.no_grad():
+        audio = match_to_mel(module.generator(mel).squeeze(1), mel)
+    torch.testing.assert_close(module.last_validation_audio, audio, atol=1e-5, rtol=0)
+    assert module.val_history == pytest.approx(
+        [float((log_mel_spectrogram(audio) - mel).abs().mean())], rel=1e-4
+    )
 
 
 def test_a_training_state_with_the_old_melgan_msd_is_refused_clearly(tiny_corpus: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from distillgan.errors import ModelFileError, VocoderUnavailableError
-from distillgan.mel import HOP_LENGTH, SAMPLE_RATE
+from distillgan.mel import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
 from distillgan.modelfile import ModelLock, Section, write_model
 from distillgan.networks.bigvgan import BigVGAN, BigVGANConfig
 from distillgan.networks.hifigan import Generator, HiFiGANConfig
@@ -36,6 +36,7 @@ from distillgan.vocoders.hifigan import (
     load_hifigan,
     read_vocoder_info,
 )
+from distillgan.vocoders.mel_match import match_to_mel
 from distillgan.vocoders.prior import read_starting_weights
 from tests.address_space import address_space_limit
 from tests.vocoders.model_files import (
@@ -163,8 +164,9 @@ def test_chunked_60_s_equals_single_pass(cfg: HiFiGANConfig) -> None:
     vocoder = hifigan_vocoder_for(cfg)
     frames = 60 * SAMPLE_RATE // HOP_LENGTH
     mel = random_mel(frames, seed=1)
-    single = in_fresh_thread(lambda: vocoder.network(mel.unsqueeze(0)))[0, 0].numpy()  # one pass
-    assert single.shape == (frames * HOP_LENGTH,) and single.std() > 0.05
+    raw = in_fresh_thread(lambda: vocoder.network(mel.unsqueeze(0)))[0, 0]  # one pass
+    single = match_to_mel(raw, mel).numpy()  # level-matched in one pass too
+    assert single.shape == (frames * HOP_LENGTH,) and single.std() > 0.01
     for chunk in (None, 97):  # default (split among threads), and many seams
         chunked = vocoder.vocode(mel, chunk_frames=chunk)
         assert chunked.dtype == np.float32 and chunked.shape == single.shape
@@ -174,11 +176,23 @@ def test_chunked_60_s_equals_single_pass(cfg: HiFiGANConfig) -> None:
     np.testing.assert_allclose(chunked[seam - 256 : seam + 256], single[seam - 256 : seam + 256], atol=2e-5)
 
 
+def test_vocoding_level_matches_the_networks_output_to_its_mel() -> None:
+    vocoder = hifigan_vocoder_for(TINY_HIFIGAN)
+    mel = random_mel(200)
+    raw = in_fresh_thread(lambda: vocoder.network(mel.unsqueeze(0)))[0, 0]
+    vocoded = torch.from_numpy(vocoder.vocode(mel))
+
+    def mel_error(audio: torch.Tensor) -> float:
+        return float((log_mel_spectrogram(audio) - mel).abs().mean())
+
+    assert mel_error(vocoded) < 0.5 * mel_error(raw)
+
+
 def test_bigvgan_chunked_equals_single_pass(tmp_path: Path) -> None:
     vocoder = load_bigvgan_vocoder(write_folder(tmp_path / "bigvgan", nvidia_files()))
     assert isinstance(vocoder, BigVGANVocoder) and vocoder.kind == "bigvgan"
     mel = random_mel(300, seed=2)
-    single = in_fresh_thread(lambda: vocoder.network(mel.unsqueeze(0)))[0, 0].numpy()
+    single = match_to_mel(in_fresh_thread(lambda: vocoder.network(mel.unsqueeze(0)))[0, 0], mel).numpy()
     assert single.std() > 0.01  # a real signal, so the comparison means something
     chunked = vocoder.vocode(mel, chunk_frames=64)
     np.testing.assert_allclose(chunked, single, atol=2e-5, rtol=0)
@@ -301,7 +315,7 @@ def test_loads_the_model_files_vocoder(tmp_path: Path) -> None:
     reference = build_generator(TINY_HIFIGAN, vocoder.generator.state_dict())
     mel = random_mel(30)
     with torch.inference_mode():
-        expected = reference(mel.unsqueeze(0))[0, 0].numpy()
+        expected = match_to_mel(reference(mel.unsqueeze(0))[0, 0], mel).numpy()
     np.testing.assert_allclose(vocoder.vocode(mel), expected, atol=2e-5)
 
 

@@ -70,6 +70,7 @@ from distillgan.networks.hifigan import (
 from distillgan.networks.vae import MelVAE, reconstruct
 from distillgan.recipes import VocoderConfig, VocoderTrainConfig
 from distillgan.vocoders.hifigan import TYPE
+from distillgan.vocoders.mel_match import match_to_mel
 from distillgan.vocoders.prior import StartingWeights, weight_normed
 
 
@@ -492,7 +493,8 @@ class HiFiGANModule(L.LightningModule):
         if not self._validating_this_epoch:
             return
         mel = log_mel_spectrogram(clips)
-        audio = self.generator(mel.to(self._weight_dtype())).squeeze(1)
+        # scored as vocoding renders it (level-matched), like BigVGAN's score on these clips
+        audio = match_to_mel(self.generator(mel.to(self._weight_dtype())).squeeze(1), mel)
         val_l1 = F.l1_loss(log_mel_spectrogram(audio), mel)
         self.log("val/mel_l1", val_l1, prog_bar=True, sync_dist=True)
         self.last_validation_audio = audio.detach().float().cpu()

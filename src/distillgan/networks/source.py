@@ -21,13 +21,12 @@ neighbouring bands, which often carry the same partial at different phases, neve
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
-from distillgan.mel import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram, mel_filterbank
+from distillgan.mel import HOP_LENGTH, SAMPLE_RATE, cached_constants, log_mel_spectrogram, mel_filterbank
 
 NEIGHBOURS = 2  # bands each side whose energy places a band's frequency
 # A pure tone of amplitude a peaks at a * 1024 / 2 in the STFT magnitude (the Hann window sums
@@ -35,7 +34,7 @@ NEIGHBOURS = 2  # bands each side whose energy places a band's frequency
 AMPLITUDE_SCALE = 1.0 / 512
 
 
-@functools.cache
+@cached_constants
 def _band_geometry(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Each band's centre frequency in cycles per sample, and its filter's peak height."""
     fbank = mel_filterbank(device)  # (128, 1025)
@@ -63,14 +62,14 @@ def _magnitudes(mel: torch.Tensor) -> torch.Tensor:
 _CALIBRATION_TONES = torch.exp(torch.linspace(math.log(20.0), math.log(21_000.0), 1_500, dtype=torch.float64))
 
 
-@functools.cache
+@cached_constants
 def _calibration(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_cpu_calibration` on ``device`` (computed once, on the CPU, whatever the device)."""
     table, tones = _cpu_calibration()
     return table.to(device), tones.to(device)
 
 
-@functools.cache
+@cached_constants
 def _cpu_calibration() -> tuple[torch.Tensor, torch.Tensor]:
     """Per band, the centroid each calibration tone gets, (128, G) ascending, and the tones (G,).
 

@@ -7,6 +7,9 @@ context covers the network's whole receptive field, so every kept sample sees ex
 input a single pass would have given it: chunked output equals single-pass output up to float
 rounding, whatever the duration, and there is no seam to hear. Memory is bounded by the chunk
 size, not by the duration.
+
+Every chunk's output is then level-matched to its mel (:mod:`distillgan.vocoders.mel_match`),
+whichever network rendered it; the context covers that step's reach too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from distillgan.mel import HOP_LENGTH, N_MELS
+from distillgan.vocoders.mel_match import REACH_FRAMES, match_to_mel
 
 VocoderKind = Literal["hifigan", "bigvgan"]
 
@@ -116,7 +120,9 @@ class Vocoder(ABC):
 
     def __init__(self, network: torch.nn.Module, *, context_frames: int, device: torch.device) -> None:
         self.network = network
-        self.context_frames = context_frames
+        # the network's receptive field, then level matching's (a kept sample's correction
+        # reads audio that must itself be exact)
+        self.context_frames = context_frames + REACH_FRAMES
         self.device = device
 
     @abstractmethod
@@ -172,7 +178,7 @@ class Vocoder(ABC):
             # Autocast off: the networks run in float32 (snake and tanh lose precision in half floats).
             with torch.inference_mode(), torch.autocast(device_type=self.device.type, enabled=False):
                 phase = None if phases is None else phases[None, :, begin]
-                audio = self._forward(mel[None, :, begin:end], phase)[0, 0]
+                audio = match_to_mel(self._forward(mel[None, :, begin:end], phase)[0, 0], mel[:, begin:end])
                 keep = audio[(start - begin) * HOP_LENGTH : (stop - begin) * HOP_LENGTH]
                 out[start * HOP_LENGTH : stop * HOP_LENGTH] = keep.float().cpu()
 

