@@ -45,9 +45,9 @@ from tests.vocoders.model_files import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
 
-GOOD = {"status": "complete", "epochs": 40, "val_mel_l1": 0.3}
+GOOD = {"status": "complete", "epochs": 40, "val_mel_l1": 0.2}
 STOPPED_EARLY = {"status": "partial", "epochs": 5, "total_epochs": 50, "val_mel_l1": 1.7}
-STOPPED_BUT_GOOD = {"status": "partial", "epochs": 30, "total_epochs": 50, "val_mel_l1": 0.4}
+STOPPED_BUT_GOOD = {"status": "partial", "epochs": 30, "total_epochs": 50, "val_mel_l1": 0.22}
 FINISHED_TOO_SHORT = {"status": "complete", "epochs": 1, "total_epochs": 1, "val_mel_l1": 3.8}
 
 
@@ -86,7 +86,7 @@ def test_auto_uses_a_finished_per_model_vocoder(tmp_path: Path) -> None:
     result = generate(path, seed=1, duration_s=1.5)  # no BigVGAN anywhere: it must not be needed
     badge = result.badge
     assert (badge.vocoder, badge.vocoder_name) == ("hifigan", "Per-model HiFi-GAN V2")
-    assert badge.reason == status.auto_reason and "held-out mel error 0.3" in badge.reason
+    assert badge.reason == status.auto_reason and "held-out mel error 0.2" in badge.reason
     assert "training files" in badge.reason and "BigVGAN-v2 not scored" in badge.reason
     assert badge.warning is None and badge.seed == 1
     assert result.audio.dtype == np.float32 and result.audio.shape == (round(1.5 * SAMPLE_RATE),)
@@ -119,7 +119,7 @@ def test_auto_uses_a_stopped_vocoder_that_is_already_good(tmp_path: Path) -> Non
     status = vocoder_status(path)
     assert status.hifigan_ready and status.auto_choice == "hifigan" and status.hifigan_warning is None
     badge = generate(path, duration_s=1.0).badge
-    assert badge.vocoder == "hifigan" and "held-out mel error 0.4" in badge.reason
+    assert badge.vocoder == "hifigan" and "held-out mel error 0.22" in badge.reason
 
 
 def test_auto_never_picks_a_vocoder_it_would_warn_about(tmp_path: Path, offline_hub: Path) -> None:

@@ -67,7 +67,6 @@ from distillgan.vocoders.choices import (
     WRITABLE_SUFFIXES,
 )
 from distillgan.vocoders.hifigan import (
-    GOOD_MEL_L1,
     HiFiGANInfo,
     HiFiGANVocoder,
     load_hifigan,
@@ -193,7 +192,7 @@ def _status_from_info(info: HiFiGANInfo | None) -> VocoderStatus:
         trained = epochs_done(info.epochs_completed, None if info.complete else info.total_epochs)
         reason = (
             f"the model's own vocoder ({trained}) is not good enough yet, "
-            f"{info.comparison()}, above {GOOD_MEL_L1}: the universal BigVGAN-v2 is used"
+            f"{info.comparison()}, above {info.good_mel_l1}: the universal BigVGAN-v2 is used"
         )
     return VocoderStatus(
         has_hifigan=True,

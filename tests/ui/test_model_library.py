@@ -125,7 +125,7 @@ def test_compact_asks_first_refuses_a_model_in_use_and_keeps_the_weights(served)
 def test_generate_tab_normalises_loudness_with_the_clis_rules(served) -> None:
     write_model_file(
         served.models_dir / "ui-level.distillgan",
-        vocoder={"status": "complete", "epochs": 40, "val_mel_l1": 0.3},
+        vocoder={"status": "complete", "epochs": 40, "val_mel_l1": 0.2},
     )
     generate = served.app.generate
     _, badge, error, _ = generate.on_generate("ui-level", 1, 1.0, 44100, "16", "hifigan", "-20")[:4]

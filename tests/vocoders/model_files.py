@@ -124,7 +124,7 @@ def vocoder_sections(
     status: Status = "complete",
     epochs: int = 40,
     total_epochs: int = 40,
-    val_mel_l1: float | None = 0.3,
+    val_mel_l1: float | None = 0.2,
     cfg: HiFiGANConfig = TINY_HIFIGAN,
     seed: int = 0,
     output_gain: float = 0.1,

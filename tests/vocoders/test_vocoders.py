@@ -28,6 +28,7 @@ from distillgan.vocoders import hifigan as hifigan_vocoder
 from distillgan.vocoders.bigvgan import BigVGANVocoder, load_bigvgan_vocoder
 from distillgan.vocoders.hifigan import (
     GOOD_MEL_L1,
+    GOOD_NETWORK_MEL_L1,
     TILE_BYTES,
     HiFiGANInfo,
     HiFiGANVocoder,
@@ -403,14 +404,14 @@ def test_stored_discriminators_are_checked_against_their_config_before_anything_
 @pytest.mark.parametrize(
     ("status", "epochs", "error", "bigvgan", "ready", "warned"),
     [
-        ("complete", 40, 0.3, None, True, False),  # finished and good
+        ("complete", 40, 0.2, None, True, False),  # finished and good
         ("complete", 1, 3.8, None, False, True),  # finished as asked, but barely trained: auto skips it
         ("partial", 12, GOOD_MEL_L1, None, True, False),  # stopped early but already good
         ("partial", 5, 1.7, None, False, True),  # a cancelled few-epoch checkpoint
         ("partial", 5, None, None, False, True),  # no held-out measurement at all
         ("complete", 8, None, None, False, True),
         ("complete", 12, 0.7, 0.9, True, False),  # beats BigVGAN on its held-out clips
-        ("complete", 12, 0.3, 0.25, False, True),  # good, but BigVGAN renders the clips better
+        ("complete", 12, 0.2, 0.15, False, True),  # good, but BigVGAN renders the clips better
     ],
 )
 def test_readiness(
@@ -424,6 +425,16 @@ def test_readiness(
         assert info.warning == f"Trained for {epochs} {noun} — quality may be limited"
     elif warned:
         assert info.warning.startswith("BigVGAN-v2 renders this model's held-out clips better")
+
+
+def test_a_file_from_before_level_matching_is_judged_as_the_network_alone_was(tmp_path: Path) -> None:
+    path = write_model_file(tmp_path / "m.distillgan", vocoder={"val_mel_l1": 0.4})
+    info = read_vocoder_info(path)
+    assert info.level_matched and not info.ready  # 0.4 level-matched: not past its first steps
+    with h5py.File(path, "r+") as f:  # as files written before level matching are
+        del f["vocoder"].attrs["held_out_render"]
+    info = read_vocoder_info(path)
+    assert not info.level_matched and info.good_mel_l1 == GOOD_NETWORK_MEL_L1 and info.ready
 
 
 def test_read_vocoder_info_from_a_file(tmp_path: Path) -> None:

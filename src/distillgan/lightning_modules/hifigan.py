@@ -70,7 +70,7 @@ from distillgan.networks.hifigan import (
 from distillgan.networks.vae import MelVAE, reconstruct
 from distillgan.recipes import VocoderConfig, VocoderTrainConfig
 from distillgan.vocoders.hifigan import TYPE
-from distillgan.vocoders.mel_match import match_to_mel
+from distillgan.vocoders.mel_match import LEVEL_MATCHED, match_to_mel
 from distillgan.vocoders.prior import StartingWeights, weight_normed
 
 
@@ -588,6 +588,7 @@ class HiFiGANModule(L.LightningModule):
             val_mel_l1_history=tuple(history[-1000:]),
             best_epoch=self.best_epoch,
             bigvgan_val_mel_l1=self.bigvgan_val_mel_l1,
+            held_out_render=LEVEL_MATCHED,
             held_out_files=tuple(self.held_out_files),
             started_from=self.started_from,
             nonfinite_skipped=self.nonfinite_skipped,

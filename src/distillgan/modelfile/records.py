@@ -147,6 +147,9 @@ class VocoderRecord(StageRecord):
     val_mel_l1_history: tuple[float, ...] | None = None  # per validation, the latest 1000
     best_epoch: int | None = None  # the epoch whose generator is kept (0: none validated)
     bigvgan_val_mel_l1: float | None = None  # BigVGAN-v2 on the same held-out clips, when scored
+    # "level-matched": the held-out figures score renders as vocoding gives them (vocoders/
+    # mel_match.py); None: written before level matching, they score the network alone
+    held_out_render: str | None = None
     held_out_files: tuple[str, ...] | None = None  # empty: clips were cut from training files
     started_from: str | None = None  # "prior", "scratch" or "model NAME"
     nonfinite_skipped: int | None = None  # steps skipped for non-finite losses
@@ -175,6 +178,7 @@ def vocoder_record(reader: ModelReader) -> VocoderRecord:
         val_mel_l1_history=_numbers(attrs.get("val_mel_l1_history")),
         best_epoch=stored_count(attrs.get("best_epoch")),
         bigvgan_val_mel_l1=_number(attrs.get("bigvgan_val_mel_l1")),
+        held_out_render=_text(attrs.get("held_out_render")),
         held_out_files=_texts(attrs.get("held_out_files")),
         started_from=_text(attrs.get("started_from")),
         nonfinite_skipped=stored_count(attrs.get("nonfinite_skipped")),

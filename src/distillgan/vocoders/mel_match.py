@@ -30,6 +30,9 @@ from distillgan.mel import (
     spectrum,
 )
 
+# How a model file's vocoder section says its held-out figures score level-matched renders
+# (``VocoderRecord.held_out_render``): older files scored the network's output alone.
+LEVEL_MATCHED = "level-matched"
 # A band the network left nearly empty is raised by at most this much: more would only
 # amplify its noise (12 dB and 20 dB scored alike, 6 dB worse).
 MAX_BOOST_DB = 12.0
