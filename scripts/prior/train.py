@@ -33,6 +33,7 @@ from distillgan.progress import CancelToken, ProgressEvent
 from distillgan.recipes import load_vocoder_config
 from distillgan.training import train_vocoder
 from distillgan.vocoders import prior
+from distillgan.vocoders.mel_match import LEVEL_MATCHED
 
 WORK = Path(__file__).parent / "run"  # the run's resumable state, kept in the repo between sittings
 # The prior's phases so far, for the card: (first step, kind), counted over its whole lineage.
@@ -135,8 +136,8 @@ held-out error faster, so the later sittings went back to reconstruction
 ## Figures
 
 - generator steps: {steps:,}
-- held-out log-mel L1 (mean |difference| of natural-log mels) on {clips} clips of 2 s from
-  {files} whole files never trained on: **{best:.3f}** at the current run's kept epoch
+- held-out log-mel L1 (mean |difference| of natural-log mels) of {scored} on {clips} clips of
+  2 s from {files} whole files never trained on: **{best:.3f}** at the current run's kept epoch
   {best_epoch} (its first epoch: {first:.3f})
 - held-out files: {held}
 - shipped: the kept epoch's generator, and the discriminators of the run's latest state (trained
@@ -173,6 +174,11 @@ def _export(args: argparse.Namespace) -> None:
         best=attrs["val_mel_l1_best"],
         best_epoch=attrs["best_epoch"],
         first=history[0],
+        # sittings from before vocoding's level matching scored the network alone (about twice
+        # as high); a sitting after it scores the level-matched render and keeps its first epoch
+        scored="the level-matched render"
+        if attrs.get("held_out_render") == LEVEL_MATCHED
+        else "the network's output alone (before vocoding's level matching)",
         held=", ".join(f"`{name}`" for name in held),
     )
     (path.parent / "CARD.md").write_text(card)
