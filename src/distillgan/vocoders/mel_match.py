@@ -9,10 +9,10 @@ band-frame by the ratio of the mel's level to the output's, spread over the STFT
 mel filters, and turned back into audio. The network's phase is kept; only levels move.
 
 Measured with the shipped prior on its 16 held-out files (first 5 s each), network alone ->
-level-matched (``python benchmarks/level_matching.py --prior-corpus DIR``):
-log-mel L1 0.446 -> 0.211, multi-resolution STFT distance 0.943 -> 0.760, the worst band
-level error 14.8 -> 7.7 dB, the 2.9 ms loudness envelope 4.71 -> 3.61 dB from the original's
-(attacks are not smeared), the frame-rate comb excess +2.8 -> +1.3 dB.
+level-matched (``python benchmarks/level_matching.py --prior-corpus DIR``, 2026-12-02):
+log-mel L1 0.393 -> 0.196, multi-resolution STFT distance 0.888 -> 0.741, the worst band
+level error 14.2 -> 10.0 dB, the 2.9 ms loudness envelope 4.24 -> 3.23 dB from the original's
+(attacks are not smeared), the frame-rate comb excess +2.4 -> +0.8 dB.
 """
 
 from __future__ import annotations
