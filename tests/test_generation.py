@@ -21,6 +21,7 @@ from distillgan.generation import (
     Generation,
     QualityBadge,
     file_mel,
+    finish_clip,
     generate,
     load_vae,
     take_path,
@@ -396,6 +397,17 @@ def test_a_clipping_vocoder_is_reported_and_export_adds_no_clipping(tmp_path: Pa
     assert "clipped by the vocoder" in badge.describe() and "Export lowered the level" in badge.describe()
     back, _ = sf.read(str(write_generation(tmp_path / "loud.wav", result)), dtype="float32")
     assert np.abs(back).max() <= 10 ** (EXPORT_CEILING_DBFS / 20) + 1e-4
+
+
+def test_a_finished_clip_above_full_scale_is_scaled_down_whole_and_writes(tmp_path: Path) -> None:
+    # a level-matched render can peak above full scale; a preview is finished as a take is
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    tone = np.sin(2 * np.pi * 220.0 * t).astype(np.float32)
+    done = finish_clip(1.5 * tone)
+    assert float(np.abs(done).max()) == pytest.approx(10 ** (EXPORT_CEILING_DBFS / 20), rel=1e-4)
+    quiet = finish_clip(0.5 * tone)  # within full scale: only the DC filter and fades
+    np.testing.assert_allclose(done / np.abs(done).max(), quiet / np.abs(quiet).max(), atol=1e-5)
+    write_audio(tmp_path / "preview.wav", done, SAMPLE_RATE)  # 16-bit: refused if it would clip
 
 
 def test_quiet_audio_is_left_alone(tmp_path: Path) -> None:

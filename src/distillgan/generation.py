@@ -342,13 +342,14 @@ def _dbfs(value: float) -> float:
 def _remove_dc(audio: np.ndarray) -> np.ndarray:
     """The 44.1 kHz signal without its offset and sub-audio drift (see the module docstring).
 
-    float32 throughout: an hour of audio stays a few GB, and a biquad's float32 rounding sits
-    far below 16-bit resolution. The odd-symmetric padding (one period of the cutoff) starts the
+    Filtered in float64: a 10 Hz biquad's poles sit so near 1 that float32 rounding comes out
+    about 60 dB under the signal, 30 dB above 16-bit resolution (an hour of audio then takes a
+    few GB while it is filtered). The odd-symmetric padding (one period of the cutoff) starts the
     filter in its steady state, so a clip that begins on an offset starts without a transient.
     """
-    sos = butter(2, HIGHPASS_HZ, "highpass", fs=SAMPLE_RATE, output="sos").astype(np.float32)
+    sos = butter(2, HIGHPASS_HZ, "highpass", fs=SAMPLE_RATE, output="sos")
     padlen = min(len(audio) - 1, round(SAMPLE_RATE / HIGHPASS_HZ))
-    return sosfiltfilt(sos, audio, padlen=padlen).astype(np.float32, copy=False)
+    return sosfiltfilt(sos, audio.astype(np.float64), padlen=padlen).astype(np.float32)
 
 
 def _fade_ends(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -367,10 +368,21 @@ def _fade_ends(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return audio
 
 
+def _within_full_scale(audio: np.ndarray) -> tuple[np.ndarray, float]:
+    """The clip, scaled down whole when it peaks above full scale so its peak sits at
+    :data:`EXPORT_CEILING_DBFS` (never clipped), and that gain in dB (0: unchanged)."""
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak <= 1.0:
+        return audio, 0.0
+    gain = 10 ** (EXPORT_CEILING_DBFS / 20) / peak
+    return (audio * np.float32(gain)).astype(np.float32), 20 * math.log10(gain)
+
+
 def finish_clip(audio: np.ndarray) -> np.ndarray:
     """A 44.1 kHz clip finished for listening as every generated clip is: no offset or sub-audio
-    drift, and fades at both ends (training previews; a vocoder's DC offset would click)."""
-    return _fade_ends(_remove_dc(audio) if audio.size > 1 else audio, SAMPLE_RATE)
+    drift, fades at both ends, and within full scale (training previews; a vocoder's DC offset
+    would click, and a level-matched render can peak above full scale)."""
+    return _within_full_scale(_fade_ends(_remove_dc(audio) if audio.size > 1 else audio, SAMPLE_RATE))[0]
 
 
 def _loudness(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -432,13 +444,8 @@ def _finish(
     if quiet:
         what = f"{measured:.1f} LUFS" if measured is not None else f"{level:.1f} dBFS RMS"
         notes.append(f"Near silence: the clip measures {what}.")
+    out, gain_db = _within_full_scale(out)
     peak = float(np.abs(out).max()) if out.size else 0.0
-    gain_db = 0.0
-    if peak > 1.0:
-        gain = 10 ** (EXPORT_CEILING_DBFS / 20) / peak
-        out = (out * np.float32(gain)).astype(np.float32)
-        gain_db = 20 * math.log10(gain)
-        peak = float(np.abs(out).max())
     badge = QualityBadge(
         vocoder=vocoder.kind,
         vocoder_name=vocoder.name,

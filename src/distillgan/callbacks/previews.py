@@ -156,8 +156,9 @@ class AudioPreviews(L.Callback):
             self._references_written = True
         for i, clip in enumerate(audio, start=1):
             path = self.folder / preview_name(epoch, i)
-            # finished like a generated clip (DC-free, faded ends); the references stay as they are
-            write_audio(path, finish_clip(clip.clamp(-1, 1).float().cpu().numpy()), SAMPLE_RATE)
+            # finished like a generated clip (DC-free, faded ends, within full scale); the
+            # references stay as they are
+            write_audio(path, finish_clip(clip.float().cpu().numpy()), SAMPLE_RATE)
             self.written.append(path)
             if logs_audio:
                 experiment.add_audio(
