@@ -16,8 +16,8 @@ fades at both ends, so it starts and ends at exactly zero and cutting it to the 
 leaves no click; what the high-pass leaves of the mean (a short clip's lowest partials) is
 taken out under the same envelope, so the exported clip's mean is zero. ``loudness_lufs`` asks
 for loudness normalisation to that integrated loudness (ITU-R BS.1770, measured with
-pyloudnorm). Export never clips: when the signal peaks above 0 dBFS (the vocoder's own clamp
-at full scale plus the resampler's overshoot can do that, or normalisation), the whole clip is
+pyloudnorm). Export never clips: when the signal peaks above 0 dBFS (level matching, the
+resampler's overshoot or normalisation can do that), the whole clip is
 scaled down so its peak sits at :data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. No
 limiter, nothing else. ``clipped_samples`` counts the samples the vocoder itself delivered
 (network and level matching) at, within 0.1 dB of, or past full scale: a HiFi-GAN ends in

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from distillgan.mel import (
     HOP_LENGTH,
@@ -70,7 +71,6 @@ def match_to_mel(audio: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         log_gain = (mel[..., :frames].float() - own[..., :frames]).clamp(
             -MAX_CUT_DB * math.log(10) / 20, MAX_BOOST_DB * math.log(10) / 20
         )
+        log_gain = F.pad(log_gain, (0, own.shape[-1] - frames))  # frames the mel lacks: unchanged
         bin_gain = torch.matmul(_band_to_bin(audio.device), log_gain).exp()
-        spec = spec.clone()
-        spec[..., :frames] *= bin_gain
-        return audio_from_spectrum(spec, audio.shape[-1])
+        return audio_from_spectrum(spec * bin_gain, audio.shape[-1])
