@@ -76,8 +76,7 @@ def main() -> None:
         clips = [evaluation.fit_to_hop(load_audio(f)[: int(args.seconds * 44_100)]) for f in files]
 
     def network_alone(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return vocoder.network(log_mel_spectrogram(torch.from_numpy(x))[None])[0, 0].numpy()
+        return vocoder.vocode(log_mel_spectrogram(torch.from_numpy(x)), level_matched=False)
 
     def vocoded(x: np.ndarray) -> np.ndarray:
         return vocoder.vocode(log_mel_spectrogram(torch.from_numpy(x)))

@@ -24,18 +24,25 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
 import yaml
 
+from distillgan import evaluation
+from distillgan.audio import load_audio
 from distillgan.config import json_attr
 from distillgan.corpus import load_corpus
+from distillgan.mel import SAMPLE_RATE, log_mel_spectrogram
 from distillgan.modelfile import ModelLock, open_model
 from distillgan.progress import CancelToken, ProgressEvent
 from distillgan.recipes import load_vocoder_config
 from distillgan.training import train_vocoder
 from distillgan.vocoders import prior
+from distillgan.vocoders.hifigan import HiFiGANVocoder, load_hifigan
 from distillgan.vocoders.mel_match import LEVEL_MATCHED
 
 WORK = Path(__file__).parent / "run"  # the run's resumable state, kept in the repo between sittings
+CARD_SECONDS = 5  # of each held-out file, for the card's figures of the shipped generator
 # The prior's phases so far, for the card: (first step, kind), counted over its whole lineage.
 # Sittings change warmup_steps (--set), which the model file keeps only as its latest value, so
 # the history is kept here. The current run started (--set init=prior) from the shipped prior of
@@ -138,7 +145,10 @@ held-out error faster, so the later sittings went back to reconstruction
 - generator steps: {steps:,}
 - held-out log-mel L1 (mean |difference| of natural-log mels) of {scored} on {clips} clips of
   2 s from {files} whole files never trained on: **{best:.3f}** at the current run's kept epoch
-  {best_epoch} (its first epoch: {first:.3f})
+  {best_epoch}
+- the shipped generator on the first {seconds:g} s of each held-out file, log-mel L1 /
+  multi-resolution STFT distance / worst band level error: the network alone {alone}, the
+  level-matched render every vocoding gives {matched}
 - held-out files: {held}
 - shipped: the kept epoch's generator, and the discriminators of the run's latest state (trained
   in the adversarial steps only)
@@ -158,13 +168,26 @@ def _phases(steps: int) -> str:
     return f"{rows}\n\n{adversarial:,} of the {steps:,} steps adversarial."
 
 
+def _figures(vocoder: HiFiGANVocoder, clips: list[np.ndarray], *, level_matched: bool) -> str:
+    """The card's figures for one way of rendering the held-out clips (as
+    ``benchmarks/level_matching.py --prior-corpus`` measures them)."""
+    score = evaluation.score(
+        clips,
+        lambda x: vocoder.vocode(log_mel_spectrogram(torch.from_numpy(x)), level_matched=level_matched),
+    )
+    return f"{score.log_mel_l1:.3f} / {score.mr_stft:.3f} / {score.bands_within:.1f} dB"
+
+
 def _export(args: argparse.Namespace) -> None:
     path = prior.export(args.work / "prior.distillgan", prior.PRIOR_PATH)
     attrs = open_model(path).attrs("vocoder")
     train = json_attr(attrs["train_config"])
-    history = attrs["val_mel_l1_history"]
     held = attrs.get("held_out_files") or []
     corpus = load_corpus(args.corpus)
+    vocoder = load_hifigan(path)
+    clips = [
+        evaluation.fit_to_hop(load_audio(args.corpus / name)[: CARD_SECONDS * SAMPLE_RATE]) for name in held
+    ]
     card = CARD.format(
         minutes=sum(f.duration_s for f in corpus.files) / 60,
         phases=_phases(EXTENDS + attrs["steps"]),
@@ -173,9 +196,11 @@ def _export(args: argparse.Namespace) -> None:
         files=len(held),
         best=attrs["val_mel_l1_best"],
         best_epoch=attrs["best_epoch"],
-        first=history[0],
+        seconds=CARD_SECONDS,
+        alone=_figures(vocoder, clips, level_matched=False),
+        matched=_figures(vocoder, clips, level_matched=True),
         # sittings from before vocoding's level matching scored the network alone (about twice
-        # as high); a sitting after it scores the level-matched render and keeps its first epoch
+        # as high); a sitting after it scores the level-matched render, so its epochs are the kept ones
         scored="the level-matched render"
         if attrs.get("held_out_render") == LEVEL_MATCHED
         else "the network's output alone (before vocoding's level matching)",

@@ -138,8 +138,13 @@ class Vocoder(ABC):
         continues where the one before it left off; ``None`` for networks without oscillators."""
         return None
 
-    def vocode(self, mel: torch.Tensor, *, chunk_frames: int | None = None) -> np.ndarray:
+    def vocode(
+        self, mel: torch.Tensor, *, chunk_frames: int | None = None, level_matched: bool = True
+    ) -> np.ndarray:
         """Audio for a log-mel ``(128, T)``, as a float32 NumPy array of exactly ``T * 512`` samples.
+
+        Every render is level-matched to its mel (:mod:`distillgan.vocoders.mel_match`);
+        ``level_matched=False`` gives the network's output alone, for measuring what matching does.
 
         Long mels go in chunks of at most ``chunk_frames`` frames. On the CPU, a mel long enough
         is split among ``torch.get_num_threads()`` worker threads, one core each: with these
@@ -178,7 +183,9 @@ class Vocoder(ABC):
             # Autocast off: the networks run in float32 (snake and tanh lose precision in half floats).
             with torch.inference_mode(), torch.autocast(device_type=self.device.type, enabled=False):
                 phase = None if phases is None else phases[None, :, begin]
-                audio = match_to_mel(self._forward(mel[None, :, begin:end], phase)[0, 0], mel[:, begin:end])
+                audio = self._forward(mel[None, :, begin:end], phase)[0, 0]
+                if level_matched:
+                    audio = match_to_mel(audio, mel[:, begin:end])
                 keep = audio[(start - begin) * HOP_LENGTH : (stop - begin) * HOP_LENGTH]
                 out[start * HOP_LENGTH : stop * HOP_LENGTH] = keep.float().cpu()
 
