@@ -748,7 +748,9 @@ class TrainTab:
 
     def on_tick(self, value: str | None, seen: dict[str, Any]) -> dict[Any, Any]:
         if not seen:
-            return {}  # the page's load event renders first (and picks the model)
+            # the page's load event renders first (and picks the model); an empty dict would
+            # count as one value for all the outputs, which Gradio refuses
+            return gr.skip()
         return self.render(value, seen)
 
     def on_start(self, section: StageSection, data: dict[Any, Any]) -> dict[Any, Any]:
