@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from playwright.sync_api import expect
@@ -240,6 +241,8 @@ def test_a_tick_before_the_page_has_loaded_updates_nothing(served: Served) -> No
     blocks = served.app.blocks  # type: ignore[attr-defined]
     tick = next(fn for fn in blocks.fns.values() if fn.name == "on_tick")
     answer = served.app.train.on_tick(None, {})  # type: ignore[attr-defined]
-    updates = asyncio.run(blocks.postprocess_data(tick, answer, None))
+    # in a thread of its own: the browser tests leave an event loop running in this one
+    with ThreadPoolExecutor(1) as thread:
+        updates = thread.submit(asyncio.run, blocks.postprocess_data(tick, answer, None)).result()
     # every output left as it is (Gradio answers None for a state it leaves alone)
     assert len(updates) == len(tick.outputs) and all(u in ({"__type__": "update"}, None) for u in updates)
