@@ -17,6 +17,7 @@ from distillgan.examples import synth_bell
 from distillgan.generation import (
     AUTO_FALLBACK_REASON,
     EXPORT_CEILING_DBFS,
+    FADE_S,
     FRESH_SEED_LIMIT,
     Generation,
     QualityBadge,
@@ -408,6 +409,16 @@ def test_a_finished_clip_above_full_scale_is_scaled_down_whole_and_writes(tmp_pa
     quiet = finish_clip(0.5 * tone)  # within full scale: only the DC filter and fades
     np.testing.assert_allclose(done / np.abs(done).max(), quiet / np.abs(quiet).max(), atol=1e-5)
     write_audio(tmp_path / "preview.wav", done, SAMPLE_RATE)  # 16-bit: refused if it would clip
+
+
+def test_a_clip_that_begins_at_a_partials_peak_finishes_without_a_thump() -> None:
+    # a preview cut from a held note starts wherever the note is: here at a cosine's peak
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    note = (0.1 * np.cos(2 * np.pi * 220.0 * t)).astype(np.float64)
+    done = finish_clip(note.astype(np.float32)).astype(np.float64)
+    after_fade = slice(round(2 * FADE_S * SAMPLE_RATE), SAMPLE_RATE // 10)  # to 0.1 s
+    change = np.mean((done - note)[after_fade] ** 2) / np.mean(note[after_fade] ** 2)
+    assert 10 * np.log10(change) < -40  # odd-symmetric padding left a 10 Hz thump at -13 dB
 
 
 def test_quiet_audio_is_left_alone(tmp_path: Path) -> None:

@@ -9,12 +9,13 @@ band-frame by the ratio of the mel's level to the output's, spread over the STFT
 mel filters, and turned back into audio, three times over (:data:`PASSES`). The network's
 phase is kept; only levels move.
 
-Measured with the shipped prior on its 16 held-out files (first 5 s each), network alone ->
-level-matched (``python benchmarks/level_matching.py --prior-corpus DIR``, 2026-12-02):
-log-mel L1 0.393 -> 0.166, multi-resolution STFT distance 0.888 -> 0.727, the worst band
-level error 14.2 -> 2.8 dB, the 2.9 ms loudness envelope 4.24 -> 3.08 dB from the original's
-(attacks are not smeared), the frame-rate comb excess +2.4 -> +1.4 dB. One pass with at most
-12 dB of raise gave 0.196, 0.741, 10.0 dB, 3.23 dB and +0.8 dB.
+Measured on the prior's 16 held-out files (first 5 s each), network alone -> level-matched
+(``python benchmarks/level_matching.py --prior-corpus DIR``, 2026-12-02). The prior of 52 153
+steps: log-mel L1 0.393 -> 0.166, multi-resolution STFT distance 0.888 -> 0.727, the worst
+band level error 14.2 -> 2.8 dB, the 2.9 ms loudness envelope 4.24 -> 3.08 dB from the
+original's (attacks are not smeared), the frame-rate comb excess +2.4 -> +1.4 dB; one pass
+with at most 12 dB of raise gave 0.196, 0.741, 10.0 dB, 3.23 dB and +0.8 dB. The prior of
+62 005 steps: 0.382 -> 0.150, 0.898 -> 0.720, 10.6 -> 4.0 dB, 5.03 -> 2.96 dB, +4.2 -> +1.9 dB.
 """
 
 from __future__ import annotations
