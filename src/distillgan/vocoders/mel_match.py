@@ -71,7 +71,7 @@ def _band_to_bin(device: torch.device) -> torch.Tensor:
 
 def match_to_mel(audio: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
     """``(..., T * 512)`` audio rendered from the log-mel ``(..., 128, T)``, each band-frame's
-    level set to the mel's (within +12 / -60 dB of the output's own)."""
+    level set to the mel's (within +24 / -60 dB of the output's own, in all)."""
     with torch.autocast(device_type=audio.device.type, enabled=False):
         spec = spectrum(audio.float())
         frames = min(spec.shape[-1], mel.shape[-1])
