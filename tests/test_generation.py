@@ -400,6 +400,19 @@ def test_a_clipping_vocoder_is_reported_and_export_adds_no_clipping(tmp_path: Pa
     assert np.abs(back).max() <= 10 ** (EXPORT_CEILING_DBFS / 20) + 1e-4
 
 
+def test_clipping_is_counted_on_the_network_not_on_level_matching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # matching lifts a clean network past full scale: export lowers the level, nothing clipped
+    monkeypatch.setattr(vocoder_base, "match_to_mel", lambda audio, mel: audio * (2 / audio.abs().max()))
+    lifted = generate(model(tmp_path, "good", GOOD), seed=0, duration_s=1.0).badge
+    assert lifted.export_gain_db < 0 and lifted.clipped_samples == 0
+    # a saturated network stays clipped when matching lowers it
+    monkeypatch.setattr(vocoder_base, "match_to_mel", lambda audio, mel: audio * 0.5)
+    lowered = generate(model(tmp_path, "loud", {**GOOD, "output_gain": 1000.0}), seed=0, duration_s=1.0).badge
+    assert lowered.clipped_samples > 1000 and lowered.export_gain_db == 0.0
+
+
 def test_a_finished_clip_above_full_scale_is_scaled_down_whole_and_writes(tmp_path: Path) -> None:
     # a level-matched render can peak above full scale; a preview is finished as a take is
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE

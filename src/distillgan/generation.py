@@ -17,14 +17,13 @@ leaves no click; what the high-pass leaves of the mean (a short clip's lowest pa
 taken out under the same envelope, so the exported clip's mean is zero. ``loudness_lufs`` asks
 for loudness normalisation to that integrated loudness (ITU-R BS.1770, measured with
 pyloudnorm). Export never clips: when the signal peaks above 0 dBFS (level matching, the
-resampler's overshoot or normalisation can do that), the whole clip is
-scaled down so its peak sits at :data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. No
-limiter, nothing else. ``clipped_samples`` counts the samples the vocoder itself delivered
-(network and level matching) at, within 0.1 dB of, or past full scale: a HiFi-GAN ends in
-tanh, which squashes an overshoot just below 1.0 rather than past it, so |x| >= 1 alone would
-miss its clipping. That is in the vocoded signal, not added by export. The badge measures what is written:
-integrated loudness, peak, and the offset that was removed, and says plainly when the vocoder
-delivered mostly offset or the clip is near silence.
+resampler's overshoot or normalisation can do that), the whole clip is scaled down so its peak
+sits at :data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. No limiter, nothing else. ``clipped_samples`` counts the samples the vocoder's network delivered
+at, or within 0.1 dB of, full scale (``distillgan.vocoders.base.Rendering``), before level
+matching: what matching lifts past full scale is a gain, which export takes back whole, not
+clipping; what the network clipped stays clipped whatever matching does to its level. The
+badge measures what is written: integrated loudness, peak, and the offset that was removed,
+and says plainly when the vocoder delivered mostly offset or the clip is near silence.
 """
 
 from __future__ import annotations
@@ -469,13 +468,6 @@ def _finish(
     return Generation(audio=np.ascontiguousarray(out, dtype=np.float32), badge=badge)
 
 
-FULL_SCALE_THRESHOLD = 10 ** (-0.1 / 20)  # within 0.1 dB of full scale: tanh saturating
-
-
-def _full_scale_samples(audio: np.ndarray) -> int:
-    return int(np.count_nonzero(np.abs(audio) > FULL_SCALE_THRESHOLD))
-
-
 # ---------------------------------------------------------------------------------------------
 # Public API
 
@@ -520,17 +512,16 @@ def generate(
     z = latent_trajectory(vae.cfg.latent_dim, steps, seed=seed).to(device)
     with torch.inference_mode():
         mel = decode_trajectory(vae, z)[:, :frames]
-    audio = voc.vocode(mel)[:samples]
-    clipped = _full_scale_samples(audio)
+    rendering = voc.render(mel)
     return _finish(
-        audio,
+        rendering.audio[:samples],
         vocoder=voc,
         reason=reason,
         warning=warning,
         seed=seed,
         sample_rate=sample_rate,
         bit_depth=bit_depth,
-        clipped_samples=clipped,
+        clipped_samples=int(np.count_nonzero(rendering.clipped[:samples])),
         loudness_lufs=loudness_lufs,
     )
 
@@ -588,16 +579,16 @@ def vocode_file(
     )
     # Zero-pad to whole hops so the output covers every input sample, then cut back.
     padded = np.pad(audio, (0, -len(audio) % HOP_LENGTH))
-    out = voc.vocode(file_mel(padded))[: len(audio)]
+    rendering = voc.render(file_mel(padded))
     return _finish(
-        out,
+        rendering.audio[: len(audio)],
         vocoder=voc,
         reason=reason,
         warning=warning,
         seed=None,
         sample_rate=sample_rate,
         bit_depth=bit_depth,
-        clipped_samples=_full_scale_samples(out),
+        clipped_samples=int(np.count_nonzero(rendering.clipped[: len(audio)])),
         loudness_lufs=loudness_lufs,
     )
 

@@ -22,6 +22,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -35,6 +36,19 @@ VocoderKind = Literal["hifigan", "bigvgan"]
 # On the CPU a mel is split among worker threads (one core each) only when every worker gets at
 # least this many times the context it must recompute, so the split costs little.
 MIN_CHUNK_PER_CONTEXT = 4
+
+# A network's sample within 0.1 dB of full scale is clipped: HiFi-GAN ends in tanh, which squashes
+# an overshoot just below 1.0 rather than past it, so |x| >= 1 alone would miss its clipping.
+FULL_SCALE_THRESHOLD = 10 ** (-0.1 / 20)
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """A vocoded mel: the audio, and which of its samples the network itself delivered at full
+    scale (before level matching, which may raise or lower them: that is a gain, not clipping)."""
+
+    audio: np.ndarray  # float32, T * 512 samples
+    clipped: np.ndarray  # bool, one per sample
 
 
 def _use_threads(threads: int) -> None:
@@ -145,6 +159,13 @@ class Vocoder(ABC):
 
         Every render is level-matched to its mel (:mod:`distillgan.vocoders.mel_match`);
         ``level_matched=False`` gives the network's output alone, for measuring what matching does.
+        """
+        return self.render(mel, chunk_frames=chunk_frames, level_matched=level_matched).audio
+
+    def render(
+        self, mel: torch.Tensor, *, chunk_frames: int | None = None, level_matched: bool = True
+    ) -> Rendering:
+        """:meth:`vocode`, with the samples the network clipped.
 
         Long mels go in chunks of at most ``chunk_frames`` frames. On the CPU, a mel long enough
         is split among ``torch.get_num_threads()`` worker threads, one core each: with these
@@ -160,7 +181,7 @@ class Vocoder(ABC):
             raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
         frames = mel.shape[-1]
         if frames == 0:
-            return np.zeros(0, dtype=np.float32)
+            return Rendering(np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool))
         workers = 1
         if self.device.type == "cpu":
             workers = max(
@@ -173,6 +194,7 @@ class Vocoder(ABC):
         chunk = chunk_frames
         spans = [(start, min(start + chunk, frames)) for start in range(0, frames, chunk)]
         out = torch.empty(frames * HOP_LENGTH, dtype=torch.float32)
+        clipped = torch.empty(frames * HOP_LENGTH, dtype=torch.bool)
         mel = mel.to(self.device, torch.float32)
         # one span starts at frame 0, where the oscillators start anyway
         phases = self._start_phases(mel) if len(spans) > 1 else None
@@ -184,10 +206,13 @@ class Vocoder(ABC):
             with torch.inference_mode(), torch.autocast(device_type=self.device.type, enabled=False):
                 phase = None if phases is None else phases[None, :, begin]
                 audio = self._forward(mel[None, :, begin:end], phase)[0, 0]
+                kept = slice((start - begin) * HOP_LENGTH, (stop - begin) * HOP_LENGTH)
+                clipped[start * HOP_LENGTH : stop * HOP_LENGTH] = (
+                    audio[kept].abs() > FULL_SCALE_THRESHOLD
+                ).cpu()
                 if level_matched:
                     audio = match_to_mel(audio, mel[:, begin:end])
-                keep = audio[(start - begin) * HOP_LENGTH : (stop - begin) * HOP_LENGTH]
-                out[start * HOP_LENGTH : stop * HOP_LENGTH] = keep.float().cpu()
+                out[start * HOP_LENGTH : stop * HOP_LENGTH] = audio[kept].float().cpu()
 
         if self.device.type == "cpu":
             _retain_freed_memory()
@@ -210,4 +235,4 @@ class Vocoder(ABC):
         else:
             for span in spans:
                 run(span)
-        return out.numpy()
+        return Rendering(out.numpy(), clipped.numpy())
