@@ -305,8 +305,9 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     ("content", "message"),
     [
         (b"", r"not a distillgan model file \(empty file\)"),
-        (os.urandom(4096), r"not a distillgan model file \(not HDF5\)"),
+        (random.Random(0).randbytes(4096), r"not a distillgan model file \(not HDF5\)"),
     ],
+    ids=["empty", "random-bytes"],  # the same ids in every collecting process (pytest-xdist)
 )
 def test_not_a_model_file(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "x.distillgan"

@@ -55,7 +55,7 @@ def test_uploaded_sounds_become_a_corpus_folder_and_a_model(
         expect(page.locator(f"#corpus-player-{i}")).to_be_visible()
         expect(page.locator(f"#corpus-player-{i}")).to_contain_text(path.name)
         # loaded and playable: the player knows the sound's length (0.6 s shows as 0:01)
-        expect(page.locator(f"#corpus-player-{i} #duration")).to_have_text("0:01")
+        expect(page.locator(f"#corpus-player-{i} #duration")).to_have_text("0:01", timeout=30_000)
     full_page_screenshot(page, "upload-corpus.png")
 
     # the same name again never adds to (or overwrites) that corpus
