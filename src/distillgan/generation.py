@@ -18,11 +18,11 @@ taken out under the same envelope, so the exported clip's mean is zero. ``loudne
 for loudness normalisation to that integrated loudness (ITU-R BS.1770, measured with
 pyloudnorm). Export never clips: when the signal peaks above 0 dBFS (level matching, the
 resampler's overshoot or normalisation can do that), the whole clip is scaled down so its peak
-sits at :data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. No limiter, nothing else. ``clipped_samples`` counts the samples the vocoder's network delivered
-at, or within 0.1 dB of, full scale (``distillgan.vocoders.base.Rendering``), before level
-matching: what matching lifts past full scale is a gain, which export takes back whole, not
-clipping; what the network clipped stays clipped whatever matching does to its level. The
-badge measures what is written: integrated loudness, peak, and the offset that was removed,
+sits at :data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. No limiter, nothing else.
+``clipped_samples`` counts the samples the vocoder's network delivered at, or within 0.1 dB of,
+full scale (``distillgan.vocoders.base.Rendering``), before level matching: what matching lifts
+past full scale is a gain, which export takes back whole, not clipping; what the network
+clipped stays clipped whatever matching does to its level. The badge measures what is written: integrated loudness, peak, and the offset that was removed,
 and says plainly when the vocoder delivered mostly offset or the clip is near silence.
 """
 
