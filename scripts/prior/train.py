@@ -54,7 +54,6 @@ PHASES = (
     (7_830, "reconstruction"),
     (EXTENDS, "reconstruction, with the band-oscillator source added (its convs starting at zero)"),
     (EXTENDS + 23_198, "reconstruction, a quarter of the crops starting at a file's first sample"),
-    (EXTENDS + 48_004, "adversarial (its 1/8-width MPD + MSD), the crops as before"),
 )
 
 
@@ -138,11 +137,8 @@ across sittings. Its phases (generator steps):
 Reconstruction: mel L1 x45 + multi-resolution STFT x45 + DC term, generator only. Adversarial:
 LSGAN + feature matching x2 + mel L1 x45 + MR-STFT x15 + DC term against the 1/8-width MPD + MSD.
 On this CPU a reconstruction step costs about a sixth of an adversarial one and lowered the
-held-out error faster, so the middle sittings went back to reconstruction
-(`--set warmup_steps=N`, N beyond the run's steps). Once that plateaued (held-out 0.119-0.124
-for 10 000 steps) the latest sittings are adversarial again (`--set warmup_steps=<the run's
-steps>`): the held-out error stayed where it was while the network alone came closer to the
-originals (`benchmarks/level_matching.py`: multi-resolution STFT and frame-rate comb).
+held-out error faster, so the later sittings went back to reconstruction
+(`--set warmup_steps=N`, N beyond the run's steps).
 
 ## Figures
 
@@ -167,7 +163,7 @@ def _phases(steps: int) -> str:
         for (start, kind), end in zip(PHASES, ends, strict=True)
         if start < steps
     ]
-    adversarial = sum(end - start for start, end, kind in spans if kind.startswith("adversarial"))
+    adversarial = sum(end - start for start, end, kind in spans if kind == "adversarial")
     rows = "\n".join(f"- {start:,}-{end:,}: {kind}" for start, end, kind in spans)
     return f"{rows}\n\n{adversarial:,} of the {steps:,} steps adversarial."
 
