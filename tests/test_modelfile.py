@@ -307,7 +307,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         (b"", r"not a distillgan model file \(empty file\)"),
         (random.Random(0).randbytes(4096), r"not a distillgan model file \(not HDF5\)"),
     ],
-    ids=["empty", "random-bytes"],  # the same ids in every collecting process (pytest-xdist)
+    ids=["empty", "random-bytes"],  # the same test ids at every collection
 )
 def test_not_a_model_file(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "x.distillgan"

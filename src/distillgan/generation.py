@@ -22,8 +22,9 @@ sits at :data:`EXPORT_CEILING_DBFS`, and the badge reports the gain. No limiter,
 ``clipped_samples`` counts the samples the vocoder's network delivered at, or within 0.1 dB of,
 full scale (``distillgan.vocoders.base.Rendering``), before level matching: what matching lifts
 past full scale is a gain, which export takes back whole, not clipping; what the network
-clipped stays clipped whatever matching does to its level. The badge measures what is written: integrated loudness, peak, and the offset that was removed,
-and says plainly when the vocoder delivered mostly offset or the clip is near silence.
+clipped stays clipped whatever matching does to its level. The badge measures what is written:
+integrated loudness, peak, and the offset that was removed, and says plainly when the vocoder
+delivered mostly offset or the clip is near silence.
 """
 
 from __future__ import annotations
