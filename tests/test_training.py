@@ -120,7 +120,9 @@ def test_two_vocoder_trainings_in_one_process_run_concurrently_as_each_would_alo
     tiny_corpus: Path, tmp_path: Path
 ) -> None:
     """The UI runs one job per model, each in a thread: nothing process-wide may leak between
-    them (the parametrization cache once did; the global RNG seeds every network)."""
+    them (the parametrization cache once did; so did the global RNG, which Lightning rewinds
+    after each fit's sanity check: a run starting beside a network build changed its weights
+    about one run in three on a busy CPU, see ``distillgan.seeding``)."""
     import threading
 
     import torch

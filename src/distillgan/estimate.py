@@ -163,7 +163,7 @@ def _measure(stage: str, cfg: Any, corpus: Corpus, warmup: bool) -> tuple[float,
     Returns the seconds of one step (adversarial for the vocoder), of one warm-up step (None
     unless ``warmup``), the device's name and the factor the times were scaled by.
     """
-    from distillgan.training import _SEEDING, _lightning_trainer
+    from distillgan.training import _lightning_trainer
 
     # each kind: one untimed step (one-time costs: allocations, lazy set-up), then TIMED_STEPS
     kinds = {"warmup": 0, "step": 1 + TIMED_STEPS} if stage == "vocoder" and warmup else {"step": 0}
@@ -194,8 +194,7 @@ def _measure(stage: str, cfg: Any, corpus: Corpus, warmup: bool) -> tuple[float,
 
             cfg = replace(cfg, train=replace(t, batch_size=batch))
             datamodule = _datamodule("vae", cfg, corpus)
-            with _SEEDING:  # builds a network from the global RNG: not while a run seeds and builds its own
-                module = VAEModule(cfg)
+            module = VAEModule(cfg)
             module.vae.fit_to_corpus(datamodule.train_frames())
             scale = t.batch_size / batch
         else:
@@ -208,8 +207,7 @@ def _measure(stage: str, cfg: Any, corpus: Corpus, warmup: bool) -> tuple[float,
             )
             cfg = replace(cfg, train=train)
             datamodule = _datamodule("vocoder", cfg, corpus)
-            with _SEEDING:
-                module = HiFiGANModule(cfg, total_epochs=1)
+            module = HiFiGANModule(cfg, total_epochs=1)
             scale = (t.batch_size * t.segment_samples) / (batch * crop)
         trainer.fit(module, datamodule=datamodule)
     times = {

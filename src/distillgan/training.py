@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -25,11 +24,6 @@ from distillgan.progress import CancelToken, ProgressListener
 if TYPE_CHECKING:
     from distillgan.recipes import VAEConfig, VocoderConfig
     from distillgan.runs import Plan
-
-# The global RNGs initialise a network: runs started by threads of one process (the UI's
-# jobs) seed and build under this lock, so each run's weights are what its seed says.
-# Training itself draws from per-step generators only.
-_SEEDING = threading.Lock()
 
 VAE_TARGET_STEPS = 2000
 VOCODER_TARGET_STEPS = 20_000
@@ -426,7 +420,6 @@ def train_vae(
     resume: bool = False,
 ) -> RunResult:
     """Train (or resume) the VAE stage of ``model_path`` on ``corpus``."""
-    import lightning as L
 
     from distillgan.callbacks import ModelFileCheckpoint
     from distillgan.lightning_modules.vae import VAEDataModule, VAEModule
@@ -435,9 +428,7 @@ def train_vae(
     datamodule = VAEDataModule([f.audio for f in corpus.files], cfg)
     length = run_length_of("vae", cfg, datamodule, _probe(options, cfg.train.accelerator).world_size)
     epochs = length.epochs
-    with _SEEDING:
-        L.seed_everything(cfg.train.seed, verbose=False)
-        module = VAEModule(cfg, total_epochs=epochs)
+    module = VAEModule(cfg, total_epochs=epochs)
     module.vae.fit_to_corpus(datamodule.train_frames())
     val_every = max(1, epochs // 50)
     dataset = Section(attrs=DatasetRecord(build_manifest(corpus)).to_attrs())
@@ -490,7 +481,6 @@ def train_vocoder(
     A fresh run starts from what ``cfg.train.init`` names. A finished run scores BigVGAN-v2
     on the same held-out clips when it is on this machine (``bigvgan_dir``, else the hub cache).
     """
-    import lightning as L
 
     from distillgan.callbacks import AudioPreviews, BigVGANScore, ModelFileCheckpoint
     from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderDataModule
@@ -512,9 +502,7 @@ def train_vocoder(
     )
     length = run_length_of("vocoder", cfg, datamodule, world_size, epochs)
     start = None if resume else starting_weights(t.init, model_path.parent, exclude=model_path)
-    with _SEEDING:
-        L.seed_everything(t.seed, verbose=False)
-        module = HiFiGANModule(cfg, total_epochs=length.epochs, start=start)
+    module = HiFiGANModule(cfg, total_epochs=length.epochs, start=start)
     checkpoint = ModelFileCheckpoint(
         model_path,
         "vocoder",

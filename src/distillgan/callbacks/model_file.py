@@ -100,7 +100,8 @@ class ModelFileCheckpoint(Checkpoint):
     and at the end, when the inference section is marked "complete". Every write replaces
     the file atomically, on rank zero only. Resume with
     ``trainer.fit(module, datamodule=..., ckpt_path=model_path)``: weights, optimizers,
-    schedulers, loop counters, the data position and RNG states come back exactly.
+    schedulers, loop counters and the data position come back exactly (runs draw their random
+    numbers from their seed and step: :mod:`distillgan.seeding`).
     The LightningModule must provide ``model_file_sections(progress) -> dict[str, Section]``;
     ``progress`` is a :class:`~distillgan.modelfile.StageRecord`, which its stage's record extends.
     """

@@ -36,7 +36,6 @@ optimizer (no host sync); the mel target, STFT and losses stay float32 under any
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -69,6 +68,7 @@ from distillgan.networks.hifigan import (
 )
 from distillgan.networks.vae import MelVAE, reconstruct
 from distillgan.recipes import VocoderConfig, VocoderTrainConfig
+from distillgan.seeding import seeded, step_generators
 from distillgan.vocoders.hifigan import TYPE
 from distillgan.vocoders.mel_match import LEVEL_MATCHED, match_to_mel
 from distillgan.vocoders.prior import StartingWeights, weight_normed
@@ -231,8 +231,9 @@ class HiFiGANModule(L.LightningModule):
         self.automatic_optimization = False
         self.cfg = cfg = cfg or VocoderConfig()
         self.total_epochs = total_epochs
-        self.generator = Generator(cfg.generator)
-        self.discriminators = Discriminators(cfg.generator)
+        with seeded(cfg.train.seed):
+            self.generator = Generator(cfg.generator)
+            self.discriminators = Discriminators(cfg.generator)
         self.started_from = "scratch"
         if start is not None:
             self._adopt(start)
@@ -296,15 +297,6 @@ class HiFiGANModule(L.LightningModule):
 
     # ---------------------------------------------------------------- training
 
-    def _random_sources(self, step: int) -> tuple[torch.Generator, torch.Generator]:
-        """Generators seeded per step (CPU, and the training device), so augmentation is identical
-        after a resume and never touches the global RNG."""
-        # integers only: tuple-of-int hashes are stable across processes (str hashes are salted)
-        seed = hash((self.cfg.train.seed, self.global_rank, step, 0xA06)) & 0x7FFF_FFFF_FFFF
-        cpu = torch.Generator().manual_seed(seed)
-        dev = cpu if self.device.type == "cpu" else torch.Generator(device=self.device).manual_seed(seed)
-        return cpu, dev
-
     def augment(self, audio: torch.Tensor, cpu_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Random gain (± ``gain_db``) and polarity per example, then peaks kept inside [-1, 1].
 
@@ -361,7 +353,7 @@ class HiFiGANModule(L.LightningModule):
         opt_g, opt_d = self.optimizers()  # type: ignore[misc]
         sched_g, sched_d = self.lr_schedulers()  # type: ignore[misc]
         t = self.cfg.train
-        cpu_gen, dev_gen = self._random_sources(self.steps_trained)
+        cpu_gen, dev_gen = step_generators(t.seed, self.global_rank, self.steps_trained, self.device)
         batch, vae_mel = batch if isinstance(batch, (tuple, list)) else (batch, None)
         real, gain = self.augment(batch, cpu_gen)
         mel = log_mel_spectrogram(real)  # float32 even under autocast
@@ -521,14 +513,6 @@ class HiFiGANModule(L.LightningModule):
             "started_from": self.started_from,
             "best_epoch": self.best_epoch,
             "best_generator": self.best_generator,
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-                # this process's device only: a resume may have fewer GPUs (each rank restores
-                # rank zero's state, as for the CPU generators)
-                "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else [],
-            },
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -544,16 +528,6 @@ class HiFiGANModule(L.LightningModule):
         expected = {k: v.shape for k, v in self.generator.inference_state_dict().items()}
         if isinstance(best, dict) and {k: getattr(v, "shape", None) for k, v in best.items()} == expected:
             self.best_generator = {k: v.float().cpu() for k, v in best.items()}
-        rng = state.get("rng", {})
-        if "python" in rng:
-            random.setstate(rng["python"])
-        if "numpy" in rng:
-            np.random.set_state(rng["numpy"])
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"].cpu())
-        if rng.get("cuda") and torch.cuda.is_available():
-            # older files hold every visible GPU's state; the first is device 0's, rank zero's usual one
-            torch.cuda.set_rng_state(rng["cuda"][0].cpu())
 
     def _check_discriminators_fit(self, state: dict[str, Any]) -> None:
         """A training state saved by an older distillgan (MelGAN's MSD) cannot be resumed."""

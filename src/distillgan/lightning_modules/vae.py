@@ -17,6 +17,7 @@ from distillgan.modelfile import Section, StageRecord, VAERecord
 from distillgan.modelfile.records import VAE
 from distillgan.networks.vae import CORPUS_LIMITS, MelVAE, kl_divergence
 from distillgan.recipes import VAEConfig
+from distillgan.seeding import seeded, step_generators
 
 MEL_FLOOR = float(torch.log(torch.tensor(LOG_CLAMP)))
 
@@ -76,7 +77,8 @@ class VAEModule(L.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.total_epochs = total_epochs
-        self.vae = MelVAE(cfg.model)
+        with seeded(cfg.train.seed):
+            self.vae = MelVAE(cfg.model)
         self.save_hyperparameters({"config": cfg_lib.to_dict(cfg), "total_epochs": total_epochs})
         self.val_history: list[float] = []
 
@@ -86,7 +88,8 @@ class VAEModule(L.LightningModule):
         return self.cfg.train.kl_weight * ramp
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        recon, mu, logvar = self.vae(batch)
+        _, generator = step_generators(self.cfg.train.seed, self.global_rank, self.global_step, self.device)
+        recon, mu, logvar = self.vae(batch, generator)
         recon_loss = self.vae.normalized_error(recon.float(), batch)
         kl = kl_divergence(mu.float(), logvar.float())
         loss = recon_loss + self.kl_weight() * kl

@@ -149,9 +149,13 @@ class MelVAE(nn.Module):
         normalized = self.to_mel(self.decoder(self.from_latent(z)))
         return normalized * self.mel_std + self.mel_mean
 
-    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, mel: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruct through a latent sampled from the posterior (``generator`` on ``mel``'s device)."""
         mu, logvar = self.encode(mel)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + noise * torch.exp(0.5 * logvar)
         return self.decode(z), mu, logvar
 
     def normalized_error(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
