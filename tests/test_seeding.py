@@ -16,14 +16,14 @@ import torch
 from distillgan.corpus import load_corpus
 from distillgan.lightning_modules import HiFiGANModule, VAEModule
 from distillgan.modelfile import ModelLock, open_model
-from distillgan.recipes import load_vae_config, load_vocoder_config
+from distillgan.recipes import VAEConfig, load_vae_config, load_vocoder_config
 from distillgan.seeding import seeded
 from distillgan.training import train_vae
+from tests.robustness.harness import TINY_VAE
 
-TINY_VAE = {
-    "model": {"latent_dim": 4, "channels": [16, 16], "kernel_size": 3},
-    "train": {"chunk_frames": 16, "batch_size": 4, "kl_warmup_steps": 0, "epochs": 2, "accelerator": "cpu"},
-}
+
+def _vae_config(**train: object) -> VAEConfig:
+    return load_vae_config(None, {**TINY_VAE, "train": {**TINY_VAE["train"], "accelerator": "cpu", **train}})
 
 
 def _vocoder(seed: int) -> L.LightningModule:
@@ -31,7 +31,7 @@ def _vocoder(seed: int) -> L.LightningModule:
 
 
 def _vae(seed: int) -> L.LightningModule:
-    return VAEModule(load_vae_config(None, {**TINY_VAE, "train": {**TINY_VAE["train"], "seed": seed}}))
+    return VAEModule(_vae_config(seed=seed))
 
 
 @pytest.mark.parametrize("build", [_vocoder, _vae], ids=["vocoder", "vae"])
@@ -76,9 +76,7 @@ def test_vae_training_ignores_draws_from_the_global_generator(tiny_corpus: Path,
     def train(name: str, listener: Callable[[object], None]) -> dict[str, torch.Tensor]:
         path = tmp_path / f"{name}.distillgan"
         with ModelLock(path, owner="test") as lock:
-            train_vae(
-                load_corpus(tiny_corpus), path, load_vae_config(None, TINY_VAE), lock=lock, listener=listener
-            )
+            train_vae(load_corpus(tiny_corpus), path, _vae_config(), lock=lock, listener=listener)
         return open_model(path).tensors("vae")
 
     quiet = train("quiet", lambda event: None)
