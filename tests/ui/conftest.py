@@ -327,7 +327,13 @@ def markdown(page: object, elem_id: str) -> object:
 
 
 def open_advanced(page: object, section: str) -> None:
+    """Open the section's "Advanced" accordion, ready for typing. Gradio mounts an accordion's
+    fields only when it opens: text filled in the same instant can reach the page before the
+    field is bound to the form's value, which then starts the run without it."""
     page.locator(f"#{section}-section").get_by_text("Advanced").click()  # type: ignore[attr-defined]
+    expect(field(page, f"{section}-recipe-file")).to_be_visible()  # type: ignore[arg-type]
+    # two animation frames: the mounted fields' effects (their bindings) have run
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")  # type: ignore[attr-defined]
 
 
 def full_page_screenshot(page: object, name: str, *, charts: tuple[str, ...] = ()) -> Path:

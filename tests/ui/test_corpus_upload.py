@@ -68,6 +68,7 @@ def test_uploaded_sounds_become_a_corpus_folder_and_a_model(
     # then the model is created from it, as from any corpus folder
     open_advanced(page, "vae")
     field(page, "vae-recipe-file").fill(str(recipes["vae"]))
+    expect(field(page, "vae-recipe-file")).to_have_value(str(recipes["vae"]))  # type: ignore[arg-type]
     page.locator("#vae-start").click()
     expect(page.locator("#vae-status")).to_contain_text("VAE training complete", timeout=90_000)
     expect(page.locator("#train-summary")).to_contain_text(str(folder))
