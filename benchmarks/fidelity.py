@@ -2,6 +2,7 @@
 
     python benchmarks/fidelity.py [--corpus DIR] [--held-out DIR] [--minutes M] [--json]
                                   [--vae-aware F] [--only prior|scratch] [--set KEY=VALUE]
+                                  [--seeds N]
 
 Defaults: the example corpus (14 sounds) and its 8 unseen held-out sounds (other seeds,
 pitches and decays of the same kinds, ``distillgan.examples.write_example_held_out``), and a
@@ -23,6 +24,9 @@ All of these are of the vocoded output, level-matched to its mel as every render
 (``distillgan.vocoders.mel_match``); "net" gives the network's output before that, the measure
 of what the prior gives the network itself.
 ``--vae-aware F`` adds a third run from the prior with ``train.vae_aware_fraction=F``.
+``--seeds N`` trains every run N times (``train.seed`` 0 to N-1, same VAE) and prints the
+mean and range of each arm's log-mel L1 and their ratio: one run per arm moves by a quarter
+from one seed (or VAE) to the next, so a single ratio does not settle the target.
 """
 
 from __future__ import annotations
@@ -97,6 +101,15 @@ def _score(vocoder: HiFiGANVocoder, clips: list[np.ndarray], vae) -> dict:
     }
 
 
+def _spread(runs: dict, arm: str, seeds: int) -> dict:
+    """Mean, lowest and highest over an arm's seeds, of the figures the targets are set on."""
+    rows = [runs[arm if seeds == 1 else f"{arm}/{seed}"] for seed in range(seeds)]
+    keys = ("log_mel_l1", "network_log_mel_l1", "bands_within_db")
+    return {
+        key: [round(float(np.mean(v)), 4), min(v), max(v)] for key in keys for v in [[r[key] for r in rows]]
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=None)
@@ -118,6 +131,7 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a train-config override for both runs (YAML value), e.g. vae_aware_fraction=0.5",
     )
+    parser.add_argument("--seeds", type=int, default=1, metavar="N", help="train each run with seeds 0..N-1")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -137,13 +151,18 @@ def main() -> None:
         runs = {"prior": extra, "scratch": {**extra, **SCRATCH}}
         if args.vae_aware is not None:
             runs[f"prior+vae{args.vae_aware:g}"] = {**extra, "vae_aware_fraction": args.vae_aware}
-        for name, overrides in runs.items():
-            if args.only and name not in (args.only, *[n for n in runs if n.startswith("prior+")]):
-                continue
-            model = work / f"{name}.distillgan"
-            shutil.copy(base, model)
-            run = _train_vocoder(model, corpus, overrides, args.minutes)
-            results["runs"][name] = {**run, **_score(load_hifigan(model), clips, vae)}
+        arms = [
+            n for n in runs if not args.only or n in (args.only, *[n for n in runs if n.startswith("prior+")])
+        ]
+        for seed in range(args.seeds):
+            for arm in arms:
+                name = arm if args.seeds == 1 else f"{arm}/{seed}"
+                model = work / f"{arm}-{seed}.distillgan"
+                shutil.copy(base, model)
+                run = _train_vocoder(model, corpus, {**runs[arm], "seed": seed}, args.minutes)
+                results["runs"][name] = {**run, **_score(load_hifigan(model), clips, vae)}
+                model.unlink()
+        results["arms"] = {arm: _spread(results["runs"], arm, args.seeds) for arm in arms}
         if args.json:
             print(json.dumps(results))
             return
@@ -175,13 +194,23 @@ def main() -> None:
             "comb: how much more of the output's energy than the original's sits on the 86.1 Hz frame-rate harmonics; "
             "net: the network's output before vocoding's level matching"
         )
-        if {"prior", "scratch"} <= results["runs"].keys():
-            prior, scratch = results["runs"]["prior"], results["runs"]["scratch"]
-            ratio = prior["log_mel_l1"] / scratch["log_mel_l1"]
-            network_ratio = prior["network_log_mel_l1"] / scratch["network_log_mel_l1"]
+        if args.seeds > 1:
+            for arm, spread in results["arms"].items():
+                print(
+                    f"{arm} over seeds 0-{args.seeds - 1}: log-mel L1 mean {spread['log_mel_l1'][0]:.3f} "
+                    f"(range {spread['log_mel_l1'][1]:.3f}-{spread['log_mel_l1'][2]:.3f}), networks alone mean "
+                    f"{spread['network_log_mel_l1'][0]:.3f} (range {spread['network_log_mel_l1'][1]:.3f}-"
+                    f"{spread['network_log_mel_l1'][2]:.3f}), worst band {spread['bands_within_db'][2]:.1f} dB"
+                )
+        if {"prior", "scratch"} <= results["arms"].keys():
+            prior, scratch = results["arms"]["prior"], results["arms"]["scratch"]
+            ratio = prior["log_mel_l1"][0] / scratch["log_mel_l1"][0]
+            network_ratio = prior["network_log_mel_l1"][0] / scratch["network_log_mel_l1"][0]
+            means = "" if args.seeds == 1 else " (of the means over seeds)"
             print(
-                f"prior / scratch log-mel L1: {ratio:.2f} (target <= 0.5), networks alone {network_ratio:.2f}; "
-                f"worst band error from the prior: {results['runs']['prior']['bands_within_db']:.1f} dB (target <= 3)"
+                f"prior / scratch log-mel L1{means}: {ratio:.2f} (target <= 0.5), networks alone "
+                f"{network_ratio:.2f}; worst band error from the prior: {prior['bands_within_db'][2]:.1f} dB "
+                "(target <= 3)"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
