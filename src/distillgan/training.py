@@ -420,7 +420,6 @@ def train_vae(
     resume: bool = False,
 ) -> RunResult:
     """Train (or resume) the VAE stage of ``model_path`` on ``corpus``."""
-
     from distillgan.callbacks import ModelFileCheckpoint
     from distillgan.lightning_modules.vae import VAEDataModule, VAEModule
 
@@ -481,7 +480,6 @@ def train_vocoder(
     A fresh run starts from what ``cfg.train.init`` names. A finished run scores BigVGAN-v2
     on the same held-out clips when it is on this machine (``bigvgan_dir``, else the hub cache).
     """
-
     from distillgan.callbacks import AudioPreviews, BigVGANScore, ModelFileCheckpoint
     from distillgan.lightning_modules.hifigan import HiFiGANModule, VocoderDataModule
     from distillgan.modelfile import open_model
