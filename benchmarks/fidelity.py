@@ -48,7 +48,7 @@ from distillgan.corpus import load_corpus
 from distillgan.examples import write_example_corpus, write_example_held_out
 from distillgan.generation import load_vae
 from distillgan.mel import log_mel_spectrogram
-from distillgan.modelfile import ModelLock
+from distillgan.modelfile import ModelLock, open_model, vocoder_record
 from distillgan.networks.vae import reconstruct
 from distillgan.progress import CancelToken
 from distillgan.recipes import load_vae_config, load_vocoder_config
@@ -69,7 +69,15 @@ def _train_vocoder(model: Path, corpus, overrides: dict, minutes: float) -> dict
     with ModelLock(model, owner="benchmarks/fidelity.py") as lock:
         result = train_vocoder(corpus, model, cfg, lock=lock, cancel=cancel)
     timer.cancel()
-    return {"wall_s": round(time.monotonic() - started, 1), "steps": result.steps, "status": result.status}
+    record = vocoder_record(open_model(model))
+    return {
+        "wall_s": round(time.monotonic() - started, 1),
+        "steps": result.steps,
+        "status": result.status,
+        # the epoch /vocoder keeps (best held-out error of the level-matched render) and that error per epoch
+        "best_epoch": record.best_epoch,
+        "val_history": [round(v, 4) for v in record.val_mel_l1_history or ()],
+    }
 
 
 def _score(vocoder: HiFiGANVocoder, clips: list[np.ndarray], vae) -> dict:
@@ -172,7 +180,7 @@ def main() -> None:
         )
         print(
             f"{'':10s} {'mel L1':>7s} {'MR-STFT':>8s} {'comb dB':>7s} {'added':>6s} {'VAE mel':>8s} {'VAE STFT':>8s} "
-            f"{'net mel':>7s} {'net STFT':>8s} {'steps':>6s} "
+            f"{'net mel':>7s} {'net STFT':>8s} {'steps':>6s} {'kept':>4s} "
             f"{'wall s':>7s}  " + " ".join(f"{b:>14s}" for b in bands)
         )
         for name, r in results["runs"].items():
@@ -185,14 +193,16 @@ def main() -> None:
                 f"{'-' if r['added_worst_db'] is None else format(r['added_worst_db'], '+6.1f'):>6s} "
                 f"{r['vae_round_trip_log_mel_l1']:8.3f} "
                 f"{r['vae_round_trip_mr_stft']:8.3f} {r['network_log_mel_l1']:7.3f} {r['network_mr_stft']:8.3f} "
-                f"{r['steps']:6d} {r['wall_s']:7.0f}  " + " ".join(f"{c:>14s}" for c in cells)
+                f"{r['steps']:6d} {r['best_epoch'] or 0:4d} {r['wall_s']:7.0f}  "
+                + " ".join(f"{c:>14s}" for c in cells)
             )
         print(
             "bands: mean |level error| dB (worst clip's signed error), where the reference holds >= 1 % of its energy; "
             "added: the most energy any clip's output puts in the bands its original holds < 1 % of its energy in, "
             "dB relative to the original's whole energy (rumble, hiss); "
             "comb: how much more of the output's energy than the original's sits on the 86.1 Hz frame-rate harmonics; "
-            "net: the network's output before vocoding's level matching"
+            "net: the network's output before vocoding's level matching; "
+            "kept: the epoch /vocoder holds (best held-out error during training)"
         )
         if args.seeds > 1:
             for arm, spread in results["arms"].items():
