@@ -74,9 +74,10 @@ def _train_vocoder(model: Path, corpus, overrides: dict, minutes: float) -> dict
         "wall_s": round(time.monotonic() - started, 1),
         "steps": result.steps,
         "status": result.status,
-        # the epoch /vocoder keeps (best held-out error of the level-matched render) and that error per epoch
+        # the epoch /vocoder keeps (the network's best held-out error) and the errors per epoch
         "best_epoch": record.best_epoch,
         "val_history": [round(v, 4) for v in record.val_mel_l1_history or ()],
+        "val_network_history": [round(v, 4) for v in record.val_network_mel_l1_history or ()],
     }
 
 
@@ -202,7 +203,7 @@ def main() -> None:
             "dB relative to the original's whole energy (rumble, hiss); "
             "comb: how much more of the output's energy than the original's sits on the 86.1 Hz frame-rate harmonics; "
             "net: the network's output before vocoding's level matching; "
-            "kept: the epoch /vocoder holds (best held-out error during training)"
+            "kept: the epoch /vocoder holds (the network's best held-out mel error during training)"
         )
         if args.seeds > 1:
             for arm, spread in results["arms"].items():

@@ -105,6 +105,11 @@ METRICS: dict[str, Metric] = {
         Metric("train/dc", "DC error", "the difference of generated and real crops' mean (DC offset)"),
         Metric("train/d_loss", "D loss", "the discriminators' LSGAN loss on real and generated audio"),
         Metric("val/mel_l1", "held-out mel error", "the mel error on the held-out clips, never trained on"),
+        Metric(
+            "val/network_mel_l1",
+            "network's held-out error",
+            "the network's own mel error on the held-out clips, before level matching: the lowest epoch is kept",
+        ),
         Metric("lr", "learning rate", "the generator's learning rate"),
         Metric("train/loss", "VAE total (weighted)", "reconstruction + KL weight × KL (the weight ramps up)"),
         Metric("train/recon", "reconstruction", "mean squared error of the normalized mel (training chunks)"),
@@ -117,7 +122,14 @@ METRICS: dict[str, Metric] = {
 # The figures each stage's progress table shows (Rich, plain log lines, UI), in order
 TABLE: dict[str, tuple[str, ...]] = {
     "vae": ("train/loss", "train/recon", "train/kl", "val/recon"),
-    "vocoder": ("train/g_loss", "train/adv", "train/d_loss", "train/mel_l1", "val/mel_l1"),
+    "vocoder": (
+        "train/g_loss",
+        "train/adv",
+        "train/d_loss",
+        "train/mel_l1",
+        "val/mel_l1",
+        "val/network_mel_l1",
+    ),
 }
 
 
@@ -143,6 +155,18 @@ def epochs_done(done: Any, total: Any = None) -> str:
 def checkpoint_saved(done: Any) -> str:
     """The cancel/stop message; ``done`` is the epochs the saved state completed."""
     return f"Checkpoint saved at epoch {done if _count(done) else '?'}. Resume anytime."
+
+
+def kept_epoch(epoch: Any, mel_l1: float | None, network_mel_l1: float | None) -> str:
+    """Which epoch's vocoder a model file holds and its held-out figures, as both front ends say
+    it: ``epoch 7 kept (held-out mel error 0.0601; the network's own 0.43, the lowest)``. Files
+    from before the network's error chose have only the first figure."""
+    text = f"epoch {epoch if _count(epoch) else '?'} kept"
+    if mel_l1 is not None:
+        text += f" (held-out mel error {mel_l1:.3g}" + (
+            ")" if network_mel_l1 is None else f"; the network's own {network_mel_l1:.3g}, the lowest)"
+        )
+    return text
 
 
 def resume_after(done: Any) -> str:

@@ -51,7 +51,8 @@ def test_trains_with_a_live_table_previews_and_the_tensorboard_folder(cli: CliRu
     assert Path(logdir.group(1)).is_relative_to(run_dir(vae_model))
     for column in ("epochs done", *(METRICS[key].label for key in TABLE["vocoder"]), "ETA", "100%"):
         assert column in out, column
-    assert re.search(r"Vocoder training complete: 1 epochs, 8 steps, held-out mel error \d+\.\d{3}", out)
+    kept = r"epoch 1 kept \(held-out mel error \d[\d.]*; the network's own \d[\d.]*, the lowest\)"
+    assert re.search(r"Vocoder training complete: 1 epochs, 8 steps, " + kept, out)
     previews = run_dir(vae_model) / "previews"
     assert f"Previews: {previews}" in out
     assert sorted(p.name for p in previews.glob("*.wav")) == [

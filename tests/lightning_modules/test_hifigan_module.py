@@ -257,39 +257,57 @@ def test_builtin_recipes_are_valid_and_share_the_v2_generator(recipe: str) -> No
 
 
 class ScriptedValidation(HiFiGANModule):
-    """Logs a scripted held-out error per epoch and keeps each epoch's generator."""
+    """Logs scripted held-out errors per epoch and keeps each epoch's generator."""
 
-    def __init__(self, cfg: VocoderConfig, values: list[float]) -> None:
+    def __init__(self, cfg: VocoderConfig, mel_l1: list[float], network: list[float]) -> None:
         super().__init__(cfg)
-        self.values = values
+        self.scripted = list(zip(mel_l1, network, strict=True))
         self.generators: list[dict[str, torch.Tensor]] = []
 
     def validation_step(self, clips: torch.Tensor, batch_idx: int) -> None:
-        self.log("val/mel_l1", torch.tensor(self.values[self.current_epoch]))
+        mel_l1, network = self.scripted[self.current_epoch]
+        self.log("val/mel_l1", torch.tensor(mel_l1))
+        self.log("val/network_mel_l1", torch.tensor(network))
         self.generators.append(self.generator.inference_state_dict())
 
 
-def test_the_model_file_keeps_the_best_held_out_epoch(tiny_corpus: Path) -> None:
-    cfg = tiny(epochs=3)
-    module, _ = fit(cfg, tiny_corpus, epochs=3, module=ScriptedValidation(cfg, [1.0, 0.5, 0.8]))
-    progress = StageRecord(status="complete", epoch=3, epochs_completed=3, total_epochs=3, steps=24)
+def test_the_model_file_keeps_the_epoch_whose_network_does_best_on_held_out_clips(tiny_corpus: Path) -> None:
+    cfg = tiny(epochs=4)
+    # the render's mel error prefers epoch 2, the network's own epoch 3, which is kept
+    scripted = ScriptedValidation(cfg, mel_l1=[1.0, 0.5, 0.8, 0.9], network=[2.0, 1.5, 1.2, 1.3])
+    module, _ = fit(cfg, tiny_corpus, epochs=4, module=scripted)
+    progress = StageRecord(status="complete", epoch=4, epochs_completed=4, total_epochs=4, steps=32)
     section = module.model_file_sections(progress)["vocoder"]
     attrs = section.attrs
-    assert attrs["best_epoch"] == 2 and attrs["val_mel_l1_history"] == pytest.approx([1.0, 0.5, 0.8])
-    assert attrs["val_mel_l1_best"] == 0.5 and attrs["val_mel_l1_last"] == pytest.approx(0.8)
-    for name, tensor in module.generators[1].items():
+    assert attrs["best_epoch"] == 3 and attrs["val_mel_l1_history"] == pytest.approx([1.0, 0.5, 0.8, 0.9])
+    assert attrs["val_network_mel_l1_history"] == pytest.approx([2.0, 1.5, 1.2, 1.3])
+    # the stored figures are the kept epoch's (auto-selection compares its mel error with BigVGAN's)
+    assert attrs["val_mel_l1_best"] == pytest.approx(0.8)
+    assert attrs["val_network_mel_l1_best"] == pytest.approx(1.2)
+    assert attrs["val_mel_l1_last"] == pytest.approx(0.9)
+    for name, tensor in module.generators[2].items():
         assert torch.equal(section.tensors[f"generator/{name}"], tensor), name
     assert not torch.equal(
-        section.tensors["generator/conv_post.weight"], module.generators[2]["conv_post.weight"]
+        section.tensors["generator/conv_post.weight"], module.generators[3]["conv_post.weight"]
     )
 
-    # a resumed run keeps the best epoch of before (it travels in the training state)
+    # a resumed run keeps the best epoch of before (it travels in the training state) ...
     checkpoint: dict[str, Any] = {}
     module.on_save_checkpoint(checkpoint)
     resumed = HiFiGANModule(cfg)
     resumed.on_load_checkpoint(checkpoint)
-    assert resumed.best_epoch == 2
-    assert torch.equal(resumed.best_generator["conv_post.weight"], module.generators[1]["conv_post.weight"])
+    assert resumed.best_epoch == 3
+    assert (resumed.best_mel_l1, resumed.best_network_mel_l1) == (
+        module.best_mel_l1,
+        module.best_network_mel_l1,
+    )
+    assert resumed.val_network_history == pytest.approx([2.0, 1.5, 1.2, 1.3])
+    assert torch.equal(resumed.best_generator["conv_post.weight"], module.generators[2]["conv_post.weight"])
+    # ... and one saved before the network's error chose lets the next validated epoch replace it
+    del checkpoint["distillgan"]["best_network_mel_l1"], checkpoint["distillgan"]["best_mel_l1"]
+    older = HiFiGANModule(cfg)
+    older.on_load_checkpoint(checkpoint)
+    assert older.best_epoch == 3 and older.best_network_mel_l1 is None
 
 
 def test_the_held_out_error_scores_the_level_matched_audio_vocoding_gives(tiny_corpus: Path) -> None:
@@ -297,11 +315,17 @@ def test_the_held_out_error_scores_the_level_matched_audio_vocoding_gives(tiny_c
     clips = trainer.datamodule.val_dataloader().clips
     mel = log_mel_spectrogram(clips.float())
     with torch.no_grad():
-        audio = match_to_mel(module.generator(mel).squeeze(1), mel)
+        network = module.generator(mel).squeeze(1)
+        audio = match_to_mel(network, mel)
     torch.testing.assert_close(module.last_validation_audio, audio, atol=1e-5, rtol=0)
     assert module.val_history == pytest.approx(
         [float((log_mel_spectrogram(audio) - mel).abs().mean())], rel=1e-4
     )
+    # the figure that chooses the kept epoch: the network's own output, before level matching
+    network_l1 = float((log_mel_spectrogram(network) - mel).abs().mean())
+    assert module.val_network_history == pytest.approx([network_l1], rel=1e-4)
+    assert network_l1 > module.val_history[0]  # level matching brings the render closer
+    assert module.best_epoch == 1 and module.best_network_mel_l1 == module.val_network_history[0]
 
 
 def test_a_training_state_with_the_old_melgan_msd_is_refused_clearly(tiny_corpus: Path) -> None:

@@ -56,7 +56,7 @@ def test_status_reports_live_stats_and_the_really_saved_epoch() -> None:
     text = views.status_markdown(job_view(last=step))
     assert "Training the vocoder" in text
     # the columns and their labels are the CLI table's (progress.TABLE); no adversarial loss yet
-    assert "| 3 of 10 epochs done | 40 / 170 | 61.25 | — | 3.5 | 1.2 | — | 1 min 35 s |" in text
+    assert "| 3 of 10 epochs done | 40 / 170 | 61.25 | — | 3.5 | 1.2 | — | — | 1 min 35 s |" in text
     assert "| Progress | Step | G total (weighted) | G adversarial | D loss | mel error |" in text
     assert "Cancelling" in views.status_markdown(job_view(last=step, cancel_requested=True))
 

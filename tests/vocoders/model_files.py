@@ -144,6 +144,7 @@ def vocoder_sections(
         module.generator.conv_post.bias.fill_(output_bias)
     module.val_history = [] if val_mel_l1 is None else [val_mel_l1 + 1.0, val_mel_l1]
     module.best_epoch = epochs if val_mel_l1 is not None else 0
+    module.best_mel_l1 = val_mel_l1
     module.bigvgan_val_mel_l1 = bigvgan_val_mel_l1
     progress = StageRecord(
         status=status, epoch=epochs, epochs_completed=epochs, total_epochs=total_epochs, steps=epochs * 10

@@ -141,7 +141,7 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         vae_record,
         vocoder_record,
     )
-    from distillgan.progress import epochs_done
+    from distillgan.progress import epochs_done, kept_epoch
 
     path = resolve_model(name, models_dir)
     reader = open_model(path)
@@ -219,13 +219,14 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         console.print(
             escape(
                 f"vocoder: {_known(v.type)} {_known(v.status)}, {epochs_done(v.epochs_completed, v.total_epochs)}, "
-                f"{_known(v.steps)} steps, held-out mel error best {_fmt_metric(v.val_mel_l1_best)} last {_fmt_metric(v.val_mel_l1_last)}"
+                f"{_known(v.steps)} steps, held-out mel error last {_fmt_metric(v.val_mel_l1_last)}"
             )
         )
         held = v.held_out_files
         console.print(
             escape(
-                f"  started from {v.started_from or 'scratch'}; keeps epoch {_known(v.best_epoch)} (best held-out); "
+                f"  started from {v.started_from or 'scratch'}; "
+                f"{kept_epoch(v.best_epoch, v.val_mel_l1_best, v.val_network_mel_l1_best)}; "
                 + (
                     f"held out: {', '.join(held)}"
                     if held

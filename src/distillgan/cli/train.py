@@ -21,7 +21,7 @@ from distillgan.cli.common import (
     trainer_options,
 )
 from distillgan.errors import DistillganError
-from distillgan.progress import checkpoint_saved
+from distillgan.progress import checkpoint_saved, kept_epoch
 from distillgan.runs import (
     VOCODER_RECIPES,
     Plan,
@@ -183,10 +183,14 @@ def run_training(request: TrainRequest, options: TrainerOptions | None = None) -
         if not vocoder:
             print_run_end(console, result, "VAE")
         elif result.status == "complete":
-            best = result.metrics.get("val/mel_l1")
+            kept = read_model_state(path).vocoder
             console.print(
-                f"[green]Vocoder training complete[/green]: {result.epochs_completed} epochs, "
-                f"{result.steps} steps" + (f", held-out mel error {best:.3f}" if best is not None else "")
+                f"[green]Vocoder training complete[/green]: {result.epochs_completed} epochs, {result.steps} steps"
+                + (
+                    f", {kept_epoch(kept.best_epoch, kept.val_mel_l1_best, kept.val_network_mel_l1_best)}"
+                    if kept
+                    else ""
+                )
             )
         else:
             console.print(f"[bold]{checkpoint_saved(result.epochs_completed)}[/bold]")

@@ -12,10 +12,15 @@ Recipe (manual optimization, every number in ``configs/vocoder*.yaml``):
 
 The generator (and, at the same width, the discriminators) starts from what ``train.init``
 names: the shipped universal prior, scratch, or another model's vocoder
-(:mod:`distillgan.vocoders.prior`). Every epoch is scored on held-out audio, and the model
-file keeps the best epoch's generator. ``vae_aware_fraction`` of each batch can take the
-VAE's reconstruction of the crop's mel as input (the target stays the real crop), so the
-vocoder learns the mels it renders at generation.
+(:mod:`distillgan.vocoders.prior`). Every epoch scores its held-out clips twice: the render
+as vocoding gives it (level-matched, ``val/mel_l1``, the figure compared with BigVGAN's) and
+the network's own output (``val/network_mel_l1``). The model file keeps the generator of the
+epoch whose network error is lowest: level matching holds the render's error at a floor within
+a few hundred steps, where epochs differ by noise (choosing by it, a run kept a warm-up epoch
+over all its adversarial ones), while the network's error keeps falling as training improves
+it, and the less matching has to repair, the less noise it raises.
+``vae_aware_fraction`` of each batch can take the VAE's reconstruction of the crop's mel as
+input (the target stays the real crop), so the vocoder learns the mels it renders at generation.
 
 An optional DC term (``dc_weight``, used by the quick recipe) matches each generated crop's
 mean to the real crop's: the slaney mel filterbank gives 0 Hz no weight, so mel L1 alone
@@ -218,7 +223,7 @@ class HiFiGANModule(L.LightningModule):
     Use it with :class:`VocoderDataModule` and any Trainer (``automatic_optimization`` is
     off: the module steps its two optimizers and schedulers itself). Logged metrics:
     ``train/g_loss``, ``train/d_loss``, ``train/adv``, ``train/fm``, ``train/mel_l1``
-    (``train/stft`` during the warm-up), ``lr`` and the held-out ``val/mel_l1``.
+    (``train/stft`` during the warm-up), ``lr`` and the held-out ``val/mel_l1`` and ``val/network_mel_l1``.
     ``steps_trained`` counts generator steps (Lightning's ``global_step`` counts both
     optimizers). :meth:`model_file_sections` is what
     :class:`~distillgan.callbacks.ModelFileCheckpoint` writes as the model's ``/vocoder``.
@@ -240,9 +245,13 @@ class HiFiGANModule(L.LightningModule):
         self.save_hyperparameters({"config": cfg_lib.to_dict(cfg), "total_epochs": total_epochs})
         self.steps_trained = 0  # generator steps (warm-up included), the user's "steps"
         self.nonfinite_skipped = 0
-        self.val_history: list[float] = []
-        # the held-out-best epoch's generator (folded, CPU): what the model file's /vocoder holds
+        self.val_history: list[float] = []  # val/mel_l1 per validated epoch
+        self.val_network_history: list[float] = []  # val/network_mel_l1 per validated epoch
+        # the held-out-best epoch (by val/network_mel_l1), its figures and its generator (folded,
+        # CPU): what the model file's /vocoder holds
         self.best_epoch = 0
+        self.best_mel_l1: float | None = None
+        self.best_network_mel_l1: float | None = None
         self.best_generator: dict[str, torch.Tensor] | None = None
         self.held_out_files: list[str] = []
         self.bigvgan_val_mel_l1: float | None = None  # BigVGAN-v2 on the same clips (BigVGANScore)
@@ -485,21 +494,33 @@ class HiFiGANModule(L.LightningModule):
         if not self._validating_this_epoch:
             return
         mel = log_mel_spectrogram(clips)
+        network = self.generator(mel.to(self._weight_dtype())).squeeze(1)
         # scored as vocoding renders it (level-matched), like BigVGAN's score on these clips
-        audio = match_to_mel(self.generator(mel.to(self._weight_dtype())).squeeze(1), mel)
-        val_l1 = F.l1_loss(log_mel_spectrogram(audio), mel)
-        self.log("val/mel_l1", val_l1, prog_bar=True, sync_dist=True)
+        audio = match_to_mel(network, mel)
+        self.log("val/mel_l1", F.l1_loss(log_mel_spectrogram(audio), mel), prog_bar=True, sync_dist=True)
+        network_l1 = F.l1_loss(log_mel_spectrogram(network.float()), mel)
+        self.log("val/network_mel_l1", network_l1, prog_bar=True, sync_dist=True)
         self.last_validation_audio = audio.detach().float().cpu()
 
     def on_validation_epoch_end(self) -> None:
-        value = self.trainer.callback_metrics.get("val/mel_l1")
-        if self._validating_this_epoch and value is not None and not self.trainer.sanity_checking:
-            self.val_history.append(float(value))
-            if self.best_generator is None or float(value) <= min(self.val_history):
-                self.best_epoch = self.current_epoch + 1
-                self.best_generator = {
-                    k: v.float().cpu() for k, v in self.generator.inference_state_dict().items()
-                }
+        metrics = self.trainer.callback_metrics
+        mel_l1, network_l1 = metrics.get("val/mel_l1"), metrics.get("val/network_mel_l1")
+        if (
+            not self._validating_this_epoch
+            or mel_l1 is None
+            or network_l1 is None
+            or self.trainer.sanity_checking
+        ):
+            return
+        self.val_history.append(float(mel_l1))
+        self.val_network_history.append(float(network_l1))
+        best = self.best_network_mel_l1
+        if self.best_generator is None or best is None or float(network_l1) <= best:
+            self.best_epoch = self.current_epoch + 1
+            self.best_mel_l1, self.best_network_mel_l1 = float(mel_l1), float(network_l1)
+            self.best_generator = {
+                k: v.float().cpu() for k, v in self.generator.inference_state_dict().items()
+            }
 
     # ---------------------------------------------------------------- state
 
@@ -509,9 +530,12 @@ class HiFiGANModule(L.LightningModule):
             "steps_trained": self.steps_trained,
             "nonfinite_skipped": self.nonfinite_skipped,
             "val_history": list(self.val_history),
+            "val_network_history": list(self.val_network_history),
             "grad_scaler_skipped": self._scaler_skipped(),
             "started_from": self.started_from,
             "best_epoch": self.best_epoch,
+            "best_mel_l1": self.best_mel_l1,
+            "best_network_mel_l1": self.best_network_mel_l1,
             "best_generator": self.best_generator,
         }
 
@@ -522,8 +546,14 @@ class HiFiGANModule(L.LightningModule):
         self.nonfinite_skipped = self._skipped_before = int(state.get("nonfinite_skipped", 0))
         self._scaler_skipped_before = int(state.get("grad_scaler_skipped", 0))
         self.val_history = [float(v) for v in state.get("val_history", [])]
+        self.val_network_history = [float(v) for v in state.get("val_network_history", [])]
         self.started_from = str(state.get("started_from", "scratch"))
         self.best_epoch = int(state.get("best_epoch", 0))
+        # None in states saved before the network's error chose: the next validated epoch replaces theirs
+        self.best_mel_l1, self.best_network_mel_l1 = (
+            None if state.get(key) is None else float(state[key])
+            for key in ("best_mel_l1", "best_network_mel_l1")
+        )
         best = state.get("best_generator")
         expected = {k: v.shape for k, v in self.generator.inference_state_dict().items()}
         if isinstance(best, dict) and {k: getattr(v, "shape", None) for k, v in best.items()} == expected:
@@ -557,9 +587,11 @@ class HiFiGANModule(L.LightningModule):
             config=cfg_lib.to_dict(self.cfg.generator),
             train_config=cfg_lib.to_dict(self.cfg.train),
             warmup_steps=self.cfg.train.warmup_steps,
-            val_mel_l1_best=min(history) if history else None,
+            val_mel_l1_best=self.best_mel_l1,
             val_mel_l1_last=history[-1] if history else None,
             val_mel_l1_history=tuple(history[-1000:]),
+            val_network_mel_l1_best=self.best_network_mel_l1,
+            val_network_mel_l1_history=tuple(self.val_network_history[-1000:]),
             best_epoch=self.best_epoch,
             bigvgan_val_mel_l1=self.bigvgan_val_mel_l1,
             held_out_render=LEVEL_MATCHED,

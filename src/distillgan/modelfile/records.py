@@ -142,9 +142,12 @@ class VocoderRecord(StageRecord):
     config: dict[str, Any] | None = None  # the generator's HiFiGANConfig as a mapping
     train_config: dict[str, Any] | None = None  # the run's VocoderTrainConfig as a mapping
     warmup_steps: int | None = None
-    val_mel_l1_best: float | None = None  # held-out mel error of the best epoch ...
+    val_mel_l1_best: float | None = None  # held-out mel error of the kept epoch ...
     val_mel_l1_last: float | None = None  # ... and of the last one
     val_mel_l1_history: tuple[float, ...] | None = None  # per validation, the latest 1000
+    # the network's own held-out mel error (before level matching; it chooses the kept epoch) ...
+    val_network_mel_l1_best: float | None = None
+    val_network_mel_l1_history: tuple[float, ...] | None = None  # ... and per validation
     best_epoch: int | None = None  # the epoch whose generator is kept (0: none validated)
     bigvgan_val_mel_l1: float | None = None  # BigVGAN-v2 on the same held-out clips, when scored
     # "level-matched": the held-out figures score renders as vocoding gives them (vocoders/
@@ -176,6 +179,8 @@ def vocoder_record(reader: ModelReader) -> VocoderRecord:
         val_mel_l1_best=_number(attrs.get("val_mel_l1_best")),
         val_mel_l1_last=_number(attrs.get("val_mel_l1_last")),
         val_mel_l1_history=_numbers(attrs.get("val_mel_l1_history")),
+        val_network_mel_l1_best=_number(attrs.get("val_network_mel_l1_best")),
+        val_network_mel_l1_history=_numbers(attrs.get("val_network_mel_l1_history")),
         best_epoch=stored_count(attrs.get("best_epoch")),
         bigvgan_val_mel_l1=_number(attrs.get("bigvgan_val_mel_l1")),
         held_out_render=_text(attrs.get("held_out_render")),

@@ -20,7 +20,7 @@ from distillgan.data import HOLD_OUT_FILES_FROM
 from distillgan.errors import ConfigError
 from distillgan.lightning_modules.hifigan import PREVIEW_SECONDS
 from distillgan.modelfile import StageRecord
-from distillgan.progress import TABLE, checkpoint_saved, epochs_done, labelled
+from distillgan.progress import TABLE, checkpoint_saved, epochs_done, kept_epoch, labelled
 from distillgan.ui.jobs import JobView, ModelState
 from distillgan.vocoders.hifigan import describe_held_out
 
@@ -252,11 +252,9 @@ def vocoder_line(state: ModelState, total: int | None = None) -> str:
     if vocoder.complete:
         done = epochs_done(vocoder.epochs_completed, vocoder.total_epochs)
         line = f"vocoder trained ({done}, from {vocoder.started_from or 'scratch'})"
-        best = vocoder.val_mel_l1_best
-        if best is not None:
-            where = describe_held_out(vocoder.held_out_files)
-            kept = "?" if vocoder.best_epoch is None else vocoder.best_epoch
-            line += f": held-out mel error {best:.3g} on {where}, epoch {kept} kept"
+        if vocoder.val_mel_l1_best is not None:
+            kept = kept_epoch(vocoder.best_epoch, vocoder.val_mel_l1_best, vocoder.val_network_mel_l1_best)
+            line += f": {kept} on {describe_held_out(vocoder.held_out_files)}"
         return line
     return f"vocoder unfinished ({_unfinished(vocoder, total)})"
 
