@@ -161,6 +161,8 @@ def kept_epoch(epoch: Any, mel_l1: float | None, network_mel_l1: float | None) -
     """Which epoch's vocoder a model file holds and its held-out figures, as both front ends say
     it: ``epoch 7 kept (held-out mel error 0.0601; the network's own 0.43, the lowest)``. Files
     from before the network's error chose have only the first figure."""
+    if epoch == 0:  # stored when no epoch was validated
+        return "the last epoch kept (none was scored on held-out clips)"
     text = f"epoch {epoch if _count(epoch) else '?'} kept"
     if mel_l1 is not None:
         text += f" (held-out mel error {mel_l1:.3g}" + (

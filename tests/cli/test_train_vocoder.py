@@ -13,9 +13,11 @@ from distillgan.audio import write_audio
 from distillgan.corpus import load_corpus
 from distillgan.examples import synth_tone
 from distillgan.modelfile import ModelLock, Section, open_model, write_model
-from distillgan.progress import METRICS, TABLE, CancelToken
+from distillgan.progress import METRICS, TABLE, CancelToken, kept_epoch
 from distillgan.recipes import load_vocoder_config
+from distillgan.runs import read_model_state
 from distillgan.training import run_dir, train_vocoder
+from distillgan.ui import views
 from tests.cli.conftest import CliRun, assert_one_line_error, cli_env, run_until_sigint
 from tests.training_runs import CancelAfter
 
@@ -63,6 +65,16 @@ def test_trains_with_a_live_table_previews_and_the_tensorboard_folder(cli: CliRu
     ]
     attrs = open_model(vae_model).attrs("vocoder")
     assert (attrs["status"], attrs["epochs_completed"], attrs["steps"]) == ("complete", 1, 8)
+    # the kept epoch is said alike at the end of training, by `model info` and in the UI
+    said = kept_epoch(1, attrs["val_mel_l1_best"], attrs["val_network_mel_l1_best"])
+    assert said in out and said in cli(["model", "info", "tiny"]).stdout
+    assert said in views.vocoder_line(read_model_state(vae_model))
+
+
+def test_the_kept_epoch_wording_of_older_files_and_unscored_runs() -> None:
+    assert kept_epoch(3, 0.0612, None) == "epoch 3 kept (held-out mel error 0.0612)"
+    assert kept_epoch(0, None, None) == "the last epoch kept (none was scored on held-out clips)"
+    assert kept_epoch("3", None, None) == "epoch ? kept"  # a count of the wrong type in a file
 
 
 def test_unfinished_run_asks_resume_or_fresh_every_time(

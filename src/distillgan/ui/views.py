@@ -31,7 +31,7 @@ VAE_CHART = labelled(("train/recon", "val/recon"))
 # G's adversarial term against D's loss: both LSGAN sums on one scale. The weighted G total is
 # dominated by 45 x mel L1, which has its own chart.
 LOSS_CHART = labelled(("train/adv", "train/d_loss"))
-MEL_CHART = labelled(("train/mel_l1", "val/mel_l1"))
+MEL_CHART = labelled(("train/mel_l1", "val/mel_l1", "val/network_mel_l1"))
 # the stats table: the CLI's table, same figures, same labels
 STATS = {stage: labelled(keys) for stage, keys in TABLE.items()}
 STAGE_NAMES = {"vae": "VAE", "vocoder": "Vocoder"}
