@@ -13,7 +13,8 @@ cap of 8 minutes of wall time per vocoder run. One run trains a VAE on the corpu
 * ``scratch``: the same step budget from a random generator, with the settings the quick
   recipe used before the prior (tuned for a start from scratch: lr 1e-3, 828 warm-up steps).
 
-For each it prints, on the held-out sounds (never trained on): log-mel L1, multi-resolution
+A first row, ``prior as shipped``, scores the prior itself (no fine-tuning) on the same sounds:
+what the budget adds to its start. For each it prints, on the held-out sounds (never trained on): log-mel L1, multi-resolution
 STFT distance (auraloss defaults), the frame-rate comb excess (``evaluation.comb_share_db``: on
 steady partials the generator buzzes at 86.1 Hz harmonics, ``benchmarks/steady_tones.py``), the
 level error per band in dB (mean |error|, and the worst clip's signed error, over clips where the
@@ -54,7 +55,9 @@ from distillgan.progress import CancelToken
 from distillgan.recipes import load_vae_config, load_vocoder_config
 from distillgan.training import train_vae, train_vocoder
 from distillgan.vocoders.hifigan import HiFiGANVocoder, load_hifigan
+from distillgan.vocoders.prior import PRIOR_PATH
 
+UNTUNED = "prior as shipped"  # the baseline row: the prior, no fine-tuning
 # the quick recipe as it was before the prior existed, tuned for a random start
 SCRATCH = {"init": "scratch", "lr": 0.001, "lr_decay_per_step": 0.9995, "warmup_steps": 828}
 
@@ -78,6 +81,10 @@ def _train_vocoder(model: Path, corpus, overrides: dict, minutes: float) -> dict
         "best_epoch": record.best_epoch,
         "val_history": [round(v, 4) for v in record.val_mel_l1_history or ()],
         "val_network_history": [round(v, 4) for v in record.val_network_mel_l1_history or ()],
+        # the starting generator's network error on the same clips (epoch 0 of the keep-best)
+        "start_network": None
+        if record.start_network_mel_l1 is None
+        else round(record.start_network_mel_l1, 4),
     }
 
 
@@ -157,6 +164,9 @@ def main() -> None:
             train_vae(corpus, base, load_vae_config(None, {"train": {"epochs": args.vae_epochs}}), lock=lock)
         vae = load_vae(base)
         results: dict = {"settings": extra, "vae_wall_s": round(time.monotonic() - started, 1), "runs": {}}
+        # what fine-tuning starts from, scored as it ships: what the budget adds to it
+        untuned = {"wall_s": 0.0, "steps": 0, "status": "-", "best_epoch": 0, "start_network": None}
+        results["runs"][UNTUNED] = {**untuned, **_score(load_hifigan(PRIOR_PATH), clips, vae)}
         runs = {"prior": extra, "scratch": {**extra, **SCRATCH}}
         if args.vae_aware is not None:
             runs[f"prior+vae{args.vae_aware:g}"] = {**extra, "vae_aware_fraction": args.vae_aware}
@@ -180,7 +190,7 @@ def main() -> None:
             f"corpus {corpus_dir} ({len(corpus.files)} files); held out {held_out_dir} ({len(clips)} files)"
         )
         print(
-            f"{'':10s} {'mel L1':>7s} {'MR-STFT':>8s} {'comb dB':>7s} {'added':>6s} {'VAE mel':>8s} {'VAE STFT':>8s} "
+            f"{'':16s} {'mel L1':>7s} {'MR-STFT':>8s} {'comb dB':>7s} {'added':>6s} {'VAE mel':>8s} {'VAE STFT':>8s} "
             f"{'net mel':>7s} {'net STFT':>8s} {'steps':>6s} {'kept':>4s} "
             f"{'wall s':>7s}  " + " ".join(f"{b:>14s}" for b in bands)
         )
@@ -190,7 +200,7 @@ def main() -> None:
                 for m, w in zip(r["band_mean_abs_db"], r["band_worst_db"], strict=True)
             ]
             print(
-                f"{name:10s} {r['log_mel_l1']:7.3f} {r['mr_stft']:8.3f} {r['comb_excess_db']:+7.1f} "
+                f"{name:16s} {r['log_mel_l1']:7.3f} {r['mr_stft']:8.3f} {r['comb_excess_db']:+7.1f} "
                 f"{'-' if r['added_worst_db'] is None else format(r['added_worst_db'], '+6.1f'):>6s} "
                 f"{r['vae_round_trip_log_mel_l1']:8.3f} "
                 f"{r['vae_round_trip_mr_stft']:8.3f} {r['network_log_mel_l1']:7.3f} {r['network_mr_stft']:8.3f} "
@@ -203,7 +213,8 @@ def main() -> None:
             "dB relative to the original's whole energy (rumble, hiss); "
             "comb: how much more of the output's energy than the original's sits on the 86.1 Hz frame-rate harmonics; "
             "net: the network's output before vocoding's level matching; "
-            "kept: the epoch /vocoder holds (the network's best held-out mel error during training)"
+            "kept: the epoch /vocoder holds (the network's best held-out mel error during training; "
+            f"0: the start); {UNTUNED}: the prior fine-tuning starts from, not trained on the corpus"
         )
         if args.seeds > 1:
             for arm, spread in results["arms"].items():

@@ -19,7 +19,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from distillgan.modelfile.records import VocoderRecord
 
 EventKind = Literal["start", "step", "epoch", "preview", "checkpoint", "end", "error"]
 
@@ -157,17 +160,28 @@ def checkpoint_saved(done: Any) -> str:
     return f"Checkpoint saved at epoch {done if _count(done) else '?'}. Resume anytime."
 
 
-def kept_epoch(epoch: Any, mel_l1: float | None, network_mel_l1: float | None) -> str:
+def kept_epoch(vocoder: VocoderRecord) -> str:
     """Which epoch's vocoder a model file holds and its held-out figures, as both front ends say
-    it: ``epoch 7 kept (held-out mel error 0.0601; the network's own 0.43, the lowest)``. Files
-    from before the network's error chose have only the first figure."""
-    if epoch == 0:  # stored when no epoch was validated
-        return "the last epoch kept (none was scored on held-out clips)"
+    it: ``epoch 7 kept (held-out mel error 0.0601; the network's own 0.43, the lowest, from 0.52
+    at the start)``. Files from before the network's error chose have only the first figure, and
+    files from before the start was scored (or of random starts) no start."""
+    epoch, mel_l1, network = vocoder.best_epoch, vocoder.val_mel_l1_best, vocoder.val_network_mel_l1_best
+    start = vocoder.start_network_mel_l1
+    if epoch == 0:
+        if start is None or mel_l1 is None or network is None:  # no epoch was validated
+            return "the last epoch kept (none was scored on held-out clips)"
+        return (
+            f"the vocoder it started from ({vocoder.started_from}) kept: no epoch beat it on held-out "
+            f"clips (held-out mel error {mel_l1:.3g}; the network's own {network:.3g})"
+        )
     text = f"epoch {epoch if _count(epoch) else '?'} kept"
     if mel_l1 is not None:
-        text += f" (held-out mel error {mel_l1:.3g}" + (
-            ")" if network_mel_l1 is None else f"; the network's own {network_mel_l1:.3g}, the lowest)"
-        )
+        text += f" (held-out mel error {mel_l1:.3g}"
+        if network is not None:
+            text += f"; the network's own {network:.3g}, the lowest" + (
+                "" if start is None else f", from {start:.3g} at the start"
+            )
+        text += ")"
     return text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ import yaml
 from distillgan.audio import write_audio
 from distillgan.corpus import load_corpus
 from distillgan.examples import synth_tone
-from distillgan.modelfile import ModelLock, Section, open_model, write_model
+from distillgan.modelfile import ModelLock, Section, VocoderRecord, open_model, write_model
 from distillgan.progress import METRICS, TABLE, CancelToken, kept_epoch
 from distillgan.recipes import load_vocoder_config
 from distillgan.runs import read_model_state
@@ -66,15 +67,30 @@ def test_trains_with_a_live_table_previews_and_the_tensorboard_folder(cli: CliRu
     attrs = open_model(vae_model).attrs("vocoder")
     assert (attrs["status"], attrs["epochs_completed"], attrs["steps"]) == ("complete", 1, 8)
     # the kept epoch is said alike at the end of training, by `model info` and in the UI
-    said = kept_epoch(1, attrs["val_mel_l1_best"], attrs["val_network_mel_l1_best"])
+    said = kept_epoch(read_model_state(vae_model).vocoder)
     assert said in out and said in cli(["model", "info", "tiny"]).stdout
     assert said in views.vocoder_line(read_model_state(vae_model))
 
 
-def test_the_kept_epoch_wording_of_older_files_and_unscored_runs() -> None:
-    assert kept_epoch(3, 0.0612, None) == "epoch 3 kept (held-out mel error 0.0612)"
-    assert kept_epoch(0, None, None) == "the last epoch kept (none was scored on held-out clips)"
-    assert kept_epoch("3", None, None) == "epoch ? kept"  # a count of the wrong type in a file
+def test_the_kept_epoch_wording_of_trained_starts_older_files_and_unscored_runs() -> None:
+    scored = VocoderRecord(best_epoch=4, val_mel_l1_best=0.0612, val_network_mel_l1_best=0.216)
+    started = dataclasses.replace(scored, started_from="prior", start_mel_l1=0.07, start_network_mel_l1=0.3)
+    assert kept_epoch(started) == (
+        "epoch 4 kept (held-out mel error 0.0612; the network's own 0.216, the lowest, from 0.3 at the start)"
+    )
+    assert kept_epoch(dataclasses.replace(started, best_epoch=0)) == (
+        "the vocoder it started from (prior) kept: no epoch beat it on held-out clips "
+        "(held-out mel error 0.0612; the network's own 0.216)"
+    )
+    assert (
+        kept_epoch(scored) == "epoch 4 kept (held-out mel error 0.0612; the network's own 0.216, the lowest)"
+    )
+    older = VocoderRecord(best_epoch=3, val_mel_l1_best=0.0612)
+    assert kept_epoch(older) == "epoch 3 kept (held-out mel error 0.0612)"
+    assert (
+        kept_epoch(VocoderRecord(best_epoch=0)) == "the last epoch kept (none was scored on held-out clips)"
+    )
+    assert kept_epoch(VocoderRecord(best_epoch="3")) == "epoch ? kept"  # a count of the wrong type in a file
 
 
 def test_unfinished_run_asks_resume_or_fresh_every_time(
@@ -265,11 +281,16 @@ def _short_quick_recipe(tmp_path: Path) -> Path:
 def test_init_choices_on_the_command_line(cli: CliRun, vae_model: Path, tmp_path: Path) -> None:
     recipe = ["--recipe", "vocoder_quick", "--config", str(_short_quick_recipe(tmp_path))]
     assert cli(["train", "vocoder", "tiny", *recipe]).exit_code == 0  # the recipe's default: the prior
-    assert open_model(vae_model).attrs("vocoder")["started_from"] == "prior"
+    attrs = open_model(vae_model).attrs("vocoder")
+    # a trained start is scored before the first step: the kept epoch had to beat it
+    assert (
+        attrs["started_from"] == "prior" and attrs["start_network_mel_l1"] >= attrs["val_network_mel_l1_best"]
+    )
 
     scratch = cli(["train", "vocoder", "tiny", *recipe, "--init", "scratch", "--fresh", "--yes"])
     assert scratch.exit_code == 0, scratch.stderr
-    assert open_model(vae_model).attrs("vocoder")["started_from"] == "scratch"
+    attrs = open_model(vae_model).attrs("vocoder")
+    assert attrs["started_from"] == "scratch" and attrs["start_network_mel_l1"] is None
 
     other = tmp_path / "models" / "other.distillgan"
     other.write_bytes(vae_model.read_bytes())

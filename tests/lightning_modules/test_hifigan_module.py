@@ -20,6 +20,7 @@ from distillgan.modelfile import StageRecord
 from distillgan.networks.hifigan import Generator
 from distillgan.recipes import VocoderConfig, load_vocoder_config
 from distillgan.vocoders.mel_match import match_to_mel
+from distillgan.vocoders.prior import StartingWeights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -259,8 +260,14 @@ def test_builtin_recipes_are_valid_and_share_the_v2_generator(recipe: str) -> No
 class ScriptedValidation(HiFiGANModule):
     """Logs scripted held-out errors per epoch and keeps each epoch's generator."""
 
-    def __init__(self, cfg: VocoderConfig, mel_l1: list[float], network: list[float]) -> None:
-        super().__init__(cfg)
+    def __init__(
+        self,
+        cfg: VocoderConfig,
+        mel_l1: list[float],
+        network: list[float],
+        start: StartingWeights | None = None,
+    ) -> None:
+        super().__init__(cfg, start=start)
         self.scripted = list(zip(mel_l1, network, strict=True))
         self.generators: list[dict[str, torch.Tensor]] = []
 
@@ -308,6 +315,48 @@ def test_the_model_file_keeps_the_epoch_whose_network_does_best_on_held_out_clip
     older = HiFiGANModule(cfg)
     older.on_load_checkpoint(checkpoint)
     assert older.best_epoch == 3 and older.best_network_mel_l1 is None
+
+
+@pytest.mark.parametrize(("scripted", "kept"), [([9e9, 9e9], 0), ([9e9, 0.0], 2)])
+def test_a_trained_start_is_kept_unless_an_epoch_beats_it(
+    tiny_corpus: Path, scripted: list[float], kept: int
+) -> None:
+    cfg = tiny(epochs=2)
+    donor = Generator(cfg.generator, weight_norm=False)  # another model's vocoder
+    start = StartingWeights("model donor", cfg.generator, donor.state_dict(), None, None)
+    module = ScriptedValidation(cfg, mel_l1=[1.0, 1.0], network=scripted, start=start)
+    datamodule = VocoderDataModule([f.audio for f in load_corpus(tiny_corpus).files], cfg.train)
+    fit(cfg, tiny_corpus, epochs=2, module=module, datamodule=datamodule)
+    # the start is scored before the first step, like every validated epoch
+    mel = log_mel_spectrogram(datamodule.val_dataloader().clips)
+    with torch.no_grad():
+        network = donor(mel).squeeze(1)
+    rendered = float((log_mel_spectrogram(match_to_mel(network, mel)) - mel).abs().mean())
+    network_l1 = float((log_mel_spectrogram(network) - mel).abs().mean())
+    assert (module.start_mel_l1, module.start_network_mel_l1) == pytest.approx(
+        (rendered, network_l1), rel=1e-4
+    )
+    section = module.model_file_sections(StageRecord(status="complete", epochs_completed=2))["vocoder"]
+    attrs = section.attrs
+    assert attrs["best_epoch"] == kept and attrs["start_network_mel_l1"] == pytest.approx(
+        network_l1, rel=1e-4
+    )
+    assert attrs["val_network_mel_l1_history"] == pytest.approx(scripted)
+    if kept == 0:  # no epoch beat the start: its generator and figures are what the file holds
+        assert attrs["val_network_mel_l1_best"] == pytest.approx(network_l1, rel=1e-4)
+        for name, tensor in donor.state_dict().items():
+            torch.testing.assert_close(section.tensors[f"generator/{name}"], tensor, rtol=1e-5, atol=1e-6)
+    else:
+        assert attrs["val_network_mel_l1_best"] == 0.0
+        assert torch.equal(
+            section.tensors["generator/conv_post.weight"], module.generators[1]["conv_post.weight"]
+        )
+    # the start's figures travel in the training state; a resumed run does not score again
+    checkpoint: dict[str, Any] = {}
+    module.on_save_checkpoint(checkpoint)
+    resumed = HiFiGANModule(cfg)
+    resumed.on_load_checkpoint(checkpoint)
+    assert (resumed.start_network_mel_l1, resumed.best_epoch) == (module.start_network_mel_l1, kept)
 
 
 def test_the_held_out_error_scores_the_level_matched_audio_vocoding_gives(tiny_corpus: Path) -> None:

@@ -421,7 +421,7 @@ def test_stored_discriminators_are_checked_against_their_config_before_anything_
 def test_readiness(
     status: str, epochs: int, error: float | None, bigvgan: float | None, ready: bool, warned: bool
 ) -> None:
-    info = HiFiGANInfo(status, epochs, 40, 100, error, epochs, bigvgan, None, "prior")
+    info = HiFiGANInfo(status, epochs, 40, 100, error, bigvgan, None, "prior")
     assert info.ready is ready
     assert (info.warning is not None) is warned
     if warned and bigvgan is None:
@@ -447,5 +447,16 @@ def test_read_vocoder_info_from_a_file(tmp_path: Path) -> None:
         vocoder={"status": "partial", "epochs": 5, "total_epochs": 50, "val_mel_l1": 1.25},
     )
     info = read_vocoder_info(path)
-    assert info == HiFiGANInfo("partial", 5, 50, 50, 1.25, 5, None, None, "scratch")
+    assert info == HiFiGANInfo("partial", 5, 50, 50, 1.25, None, None, "scratch")
     assert not info.ready
+
+
+def test_auto_selection_reads_the_figure_of_the_weights_the_file_holds(tmp_path: Path) -> None:
+    path = write_model_file(tmp_path / "m.distillgan", vocoder={"epochs": 8, "val_mel_l1": 0.06})
+    with h5py.File(path, "r+") as f:  # no epoch beat the start: the start's weights and figure
+        f["vocoder"].attrs["best_epoch"] = "0"  # attributes are JSON text
+        f["vocoder"].attrs["val_mel_l1_last"] = "0.09"
+    assert read_vocoder_info(path).val_mel_l1 == pytest.approx(0.06)
+    with h5py.File(path, "r+") as f:  # a file from before best-epoch keeping held the last epoch's
+        del f["vocoder"].attrs["best_epoch"]
+    assert read_vocoder_info(path).val_mel_l1 == pytest.approx(0.09)

@@ -226,7 +226,7 @@ def model_info(name: str, as_json: bool, models_dir: Path | None) -> None:
         console.print(
             escape(
                 f"  started from {v.started_from or 'scratch'}; "
-                f"{kept_epoch(v.best_epoch, v.val_mel_l1_best, v.val_network_mel_l1_best)}; "
+                f"{kept_epoch(v)}; "
                 + (
                     f"held out: {', '.join(held)}"
                     if held

@@ -186,11 +186,7 @@ def run_training(request: TrainRequest, options: TrainerOptions | None = None) -
             kept = read_model_state(path).vocoder
             console.print(
                 f"[green]Vocoder training complete[/green]: {result.epochs_completed} epochs, {result.steps} steps"
-                + (
-                    f", {kept_epoch(kept.best_epoch, kept.val_mel_l1_best, kept.val_network_mel_l1_best)}"
-                    if kept
-                    else ""
-                )
+                + (f", {kept_epoch(kept)}" if kept else "")
             )
         else:
             console.print(f"[bold]{checkpoint_saved(result.epochs_completed)}[/bold]")

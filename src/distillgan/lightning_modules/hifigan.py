@@ -253,6 +253,9 @@ class HiFiGANModule(L.LightningModule):
         self.best_mel_l1: float | None = None
         self.best_network_mel_l1: float | None = None
         self.best_generator: dict[str, torch.Tensor] | None = None
+        # the starting generator's held-out figures (trained starts only): epoch 0 of the keep-best
+        self.start_mel_l1: float | None = None
+        self.start_network_mel_l1: float | None = None
         self.held_out_files: list[str] = []
         self.bigvgan_val_mel_l1: float | None = None  # BigVGAN-v2 on the same clips (BigVGANScore)
         self.last_validation_audio: torch.Tensor | None = None  # (clips, samples) on CPU, for previews
@@ -490,16 +493,44 @@ class HiFiGANModule(L.LightningModule):
         # Lightning validates once more when asked to stop mid-epoch; a cancelled run exits at once
         self._validating_this_epoch = not self._stopping_mid_epoch()
 
+    def held_out_errors(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The generator on held-out clips: the level-matched render's mel L1 (as vocoding renders
+        it, like BigVGAN's score on these clips), the network's own before level matching, and the render."""
+        mel = log_mel_spectrogram(clips)
+        network = self.generator(mel.to(self._weight_dtype())).squeeze(1)
+        audio = match_to_mel(network, mel)
+        rendered = F.l1_loss(log_mel_spectrogram(audio), mel)
+        return rendered, F.l1_loss(log_mel_spectrogram(network.float()), mel), audio
+
+    def on_train_start(self) -> None:
+        # Trained weights (the prior, another model's vocoder) are scored before the first step and
+        # kept unless an epoch beats them: fine-tuning never leaves a model worse, on its held-out
+        # clips, than where it started. Every rank scores all clips (_HeldOutClips), so alike.
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if (
+            self.started_from == "scratch"
+            or self.steps_trained
+            or self.best_generator is not None
+            or datamodule is None
+        ):
+            return
+        clips = torch.stack(datamodule.val_audio).to(self.device)
+        with torch.no_grad(), self.trainer.precision_plugin.val_step_context():
+            rendered, network, _ = self.held_out_errors(clips)
+        self.start_mel_l1 = self.best_mel_l1 = float(rendered)
+        self.start_network_mel_l1 = self.best_network_mel_l1 = float(network)
+        self.best_generator = {k: v.float().cpu() for k, v in self.generator.inference_state_dict().items()}
+        if self.logger is not None:  # the held-out curves' first point, at step 0
+            self.logger.log_metrics(
+                {"val/mel_l1": self.start_mel_l1, "val/network_mel_l1": self.start_network_mel_l1}, step=0
+            )
+
     def validation_step(self, clips: torch.Tensor, batch_idx: int) -> None:
         if not self._validating_this_epoch:
             return
-        mel = log_mel_spectrogram(clips)
-        network = self.generator(mel.to(self._weight_dtype())).squeeze(1)
-        # scored as vocoding renders it (level-matched), like BigVGAN's score on these clips
-        audio = match_to_mel(network, mel)
-        self.log("val/mel_l1", F.l1_loss(log_mel_spectrogram(audio), mel), prog_bar=True, sync_dist=True)
-        network_l1 = F.l1_loss(log_mel_spectrogram(network.float()), mel)
-        self.log("val/network_mel_l1", network_l1, prog_bar=True, sync_dist=True)
+        rendered, network, audio = self.held_out_errors(clips)
+        self.log("val/mel_l1", rendered, prog_bar=True, sync_dist=True)
+        self.log("val/network_mel_l1", network, prog_bar=True, sync_dist=True)
         self.last_validation_audio = audio.detach().float().cpu()
 
     def on_validation_epoch_end(self) -> None:
@@ -537,6 +568,8 @@ class HiFiGANModule(L.LightningModule):
             "best_mel_l1": self.best_mel_l1,
             "best_network_mel_l1": self.best_network_mel_l1,
             "best_generator": self.best_generator,
+            "start_mel_l1": self.start_mel_l1,
+            "start_network_mel_l1": self.start_network_mel_l1,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -550,9 +583,9 @@ class HiFiGANModule(L.LightningModule):
         self.started_from = str(state.get("started_from", "scratch"))
         self.best_epoch = int(state.get("best_epoch", 0))
         # None in states saved before the network's error chose: the next validated epoch replaces theirs
-        self.best_mel_l1, self.best_network_mel_l1 = (
+        self.best_mel_l1, self.best_network_mel_l1, self.start_mel_l1, self.start_network_mel_l1 = (
             None if state.get(key) is None else float(state[key])
-            for key in ("best_mel_l1", "best_network_mel_l1")
+            for key in ("best_mel_l1", "best_network_mel_l1", "start_mel_l1", "start_network_mel_l1")
         )
         best = state.get("best_generator")
         expected = {k: v.shape for k, v in self.generator.inference_state_dict().items()}
@@ -593,6 +626,8 @@ class HiFiGANModule(L.LightningModule):
             val_network_mel_l1_best=self.best_network_mel_l1,
             val_network_mel_l1_history=tuple(self.val_network_history[-1000:]),
             best_epoch=self.best_epoch,
+            start_mel_l1=self.start_mel_l1,
+            start_network_mel_l1=self.start_network_mel_l1,
             bigvgan_val_mel_l1=self.bigvgan_val_mel_l1,
             held_out_render=LEVEL_MATCHED,
             held_out_files=tuple(self.held_out_files),

@@ -148,7 +148,10 @@ class VocoderRecord(StageRecord):
     # the network's own held-out mel error (before level matching; it chooses the kept epoch) ...
     val_network_mel_l1_best: float | None = None
     val_network_mel_l1_history: tuple[float, ...] | None = None  # ... and per validation
-    best_epoch: int | None = None  # the epoch whose generator is kept (0: none validated)
+    best_epoch: int | None = None  # the epoch whose generator is kept (0: the start's, or none validated)
+    # the starting generator's figures, scored before the first step (None: a random start)
+    start_mel_l1: float | None = None
+    start_network_mel_l1: float | None = None
     bigvgan_val_mel_l1: float | None = None  # BigVGAN-v2 on the same held-out clips, when scored
     # "level-matched": the held-out figures score renders as vocoding gives them (vocoders/
     # mel_match.py); None: written before level matching, they score the network alone
@@ -182,6 +185,8 @@ def vocoder_record(reader: ModelReader) -> VocoderRecord:
         val_network_mel_l1_best=_number(attrs.get("val_network_mel_l1_best")),
         val_network_mel_l1_history=_numbers(attrs.get("val_network_mel_l1_history")),
         best_epoch=stored_count(attrs.get("best_epoch")),
+        start_mel_l1=_number(attrs.get("start_mel_l1")),
+        start_network_mel_l1=_number(attrs.get("start_network_mel_l1")),
         bigvgan_val_mel_l1=_number(attrs.get("bigvgan_val_mel_l1")),
         held_out_render=_text(attrs.get("held_out_render")),
         held_out_files=_texts(attrs.get("held_out_files")),

@@ -253,8 +253,7 @@ def vocoder_line(state: ModelState, total: int | None = None) -> str:
         done = epochs_done(vocoder.epochs_completed, vocoder.total_epochs)
         line = f"vocoder trained ({done}, from {vocoder.started_from or 'scratch'})"
         if vocoder.val_mel_l1_best is not None:
-            kept = kept_epoch(vocoder.best_epoch, vocoder.val_mel_l1_best, vocoder.val_network_mel_l1_best)
-            line += f": {kept} on {describe_held_out(vocoder.held_out_files)}"
+            line += f": {kept_epoch(vocoder)} on {describe_held_out(vocoder.held_out_files)}"
         return line
     return f"vocoder unfinished ({_unfinished(vocoder, total)})"
 

@@ -71,7 +71,6 @@ class HiFiGANInfo:
     total_epochs: int | None
     steps: int | None
     val_mel_l1: float | None  # held-out mel error of the stored (best) weights
-    best_epoch: int | None
     bigvgan_val_mel_l1: float | None  # BigVGAN-v2 on the same clips, when it was scored
     held_out_files: tuple[str, ...] | None  # None: the clips were cut from training files
     started_from: str | None
@@ -155,15 +154,15 @@ def read_vocoder_info(model_path: Path) -> HiFiGANInfo | None:
         )
     if record.status is None or record.epochs_completed is None:
         raise ModelFileError(f"the vocoder stage of {model_path} is damaged (bad status or epoch count)")
-    best_epoch = record.best_epoch
+    # the stored weights' figure: a kept epoch's, or the start's when no epoch beat it (best_epoch
+    # 0); files from before best-epoch keeping (no best_epoch) stored the last epoch's weights
+    kept_is_scored = record.best_epoch is not None and record.val_mel_l1_best is not None
     return HiFiGANInfo(
         status=record.status,
         epochs_completed=record.epochs_completed,
         total_epochs=record.total_epochs,
         steps=record.steps,
-        # files from before best-epoch keeping stored the last epoch's weights
-        val_mel_l1=record.val_mel_l1_best if best_epoch else record.val_mel_l1_last,
-        best_epoch=best_epoch or None,
+        val_mel_l1=record.val_mel_l1_best if kept_is_scored else record.val_mel_l1_last,
         bigvgan_val_mel_l1=record.bigvgan_val_mel_l1,
         held_out_files=record.held_out_files or None,
         started_from=record.started_from,
