@@ -18,8 +18,9 @@ the network's own output (``val/network_mel_l1``). The model file keeps the gene
 epoch whose network error is lowest: level matching holds the render's error at a floor within
 a few hundred steps, where epochs differ by noise (choosing by it, a run kept a warm-up epoch
 over all its adversarial ones), while the network's error keeps falling as training improves
-it, and the less matching has to repair, the less noise it raises.
-``vae_aware_fraction`` of each batch can take the VAE's reconstruction of the crop's mel as
+it, and the less matching has to repair, the less noise it raises. A trained start is scored
+the same way before the first step and is epoch 0 of that choice: an epoch replaces it only by
+beating it. ``vae_aware_fraction`` of each batch can take the VAE's reconstruction of the crop's mel as
 input (the target stays the real crop), so the vocoder learns the mels it renders at generation.
 
 An optional DC term (``dc_weight``, used by the quick recipe) matches each generated crop's
