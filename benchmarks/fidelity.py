@@ -14,9 +14,10 @@ cap of 8 minutes of wall time per vocoder run. One run trains a VAE on the corpu
   recipe used before the prior (tuned for a start from scratch: lr 1e-3, 828 warm-up steps).
 
 A first row, ``prior as shipped``, scores the prior itself (no fine-tuning) on the same sounds:
-what the budget adds to its start. For each it prints, on the held-out sounds (never trained on): log-mel L1, multi-resolution
-STFT distance (auraloss defaults), the frame-rate comb excess (``evaluation.comb_share_db``: on
-steady partials the generator buzzes at 86.1 Hz harmonics, ``benchmarks/steady_tones.py``), the
+what the budget adds to its start. For each row it prints, on the held-out sounds (never
+trained on): log-mel L1, multi-resolution STFT distance (auraloss defaults), the frame-rate
+comb excess (``evaluation.comb_share_db``: on steady partials the generator buzzes at 86.1 Hz
+harmonics, ``benchmarks/steady_tones.py``), the
 level error per band in dB (mean |error|, and the worst clip's signed error, over clips where the
 band holds at least 1 % of the energy), the energy added in the other bands
 (``evaluation.added_energy_db``, the worst clip: rumble under a texture, hiss over a drone), the
