@@ -58,6 +58,8 @@ def logged_fit(
         resume=resume,
         steps=int(trainer.fit_loop.epoch_loop.batch_progress.total.processed),
         weights=digest.hexdigest(),
+        # the vocoder's kept epoch and its start's held-out figure (None for the VAE)
+        kept=[getattr(module, "best_epoch", None), getattr(module, "start_network_mel_l1", None)],
     )
 
 

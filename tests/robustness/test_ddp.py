@@ -110,6 +110,7 @@ def test_vocoder_trains_and_resumes_under_ddp(tmp_path: Path) -> None:
     launcher = VOCODER_LAUNCHER
     corpus = write_short_corpus(tmp_path / "corpus")
     model = make_vae_model(corpus, tmp_path / "models" / "m.distillgan")
+    other = shutil.copy(model, tmp_path / "models" / "n.distillgan")  # a VAE, no vocoder yet
     # epochs adapt to the corpus (to a 24-step target here); saves only on cancel and at the end
     recipe = write_recipe(tmp_path / "tiny.yaml", TINY_VOCODER, checkpoint_interval=100, preview_interval=100)
     train = ["train", "vocoder", "m"]
@@ -146,6 +147,21 @@ def test_vocoder_trains_and_resumes_under_ddp(tmp_path: Path) -> None:
     assert second.writes() == [{"event": "write", "rank": 0, "sections": ["vocoder", "vocoder_checkpoint"]}]
     attrs = open_model(model).attrs("vocoder")
     assert (attrs["status"], attrs["epochs_completed"], attrs["steps"]) == ("complete", 8, 24)
+
+    # from another model's vocoder: every rank scores the start alike before its first step
+    third = DDPRun(
+        launcher,
+        ["train", "vocoder", "n", "--config", str(recipe), "--init", "m"],
+        tmp_path,
+        "third",
+        DDP_PROBE_VOCODER_STEPS="6",
+    )
+    assert third.code == 0, third.describe()
+    runs = third.runs()
+    assert runs[0]["weights"] == runs[1]["weights"] and runs[0]["kept"] == runs[1]["kept"], third.describe()
+    attrs = open_model(other).attrs("vocoder")
+    assert runs[0]["kept"][1] is not None and attrs["start_network_mel_l1"] == runs[0]["kept"][1]
+    assert attrs["started_from"] == "model m"
 
 
 def test_vae_trains_and_resumes_under_ddp(tmp_path: Path) -> None:
