@@ -20,8 +20,9 @@ a few hundred steps, where epochs differ by noise (choosing by it, a run kept a 
 over all its adversarial ones), while the network's error keeps falling as training improves
 it, and the less matching has to repair, the less noise it raises. A trained start is scored
 the same way before the first step and is epoch 0 of that choice: an epoch replaces it only by
-beating it. ``vae_aware_fraction`` of each batch can take the VAE's reconstruction of the crop's mel as
-input (the target stays the real crop), so the vocoder learns the mels it renders at generation.
+beating it. ``vae_aware_fraction`` of each batch can take the VAE's reconstruction of the crop's
+mel as input (the target stays the real crop), so the vocoder learns the mels it renders at
+generation.
 
 An optional DC term (``dc_weight``, used by the quick recipe) matches each generated crop's
 mean to the real crop's: the slaney mel filterbank gives 0 Hz no weight, so mel L1 alone
@@ -505,8 +506,8 @@ class HiFiGANModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         # Trained weights (the prior, another model's vocoder) are scored before the first step and
-        # kept unless an epoch beats them: fine-tuning never leaves a model worse, on its held-out
-        # clips, than where it started. Every rank scores all clips (_HeldOutClips), so alike.
+        # kept unless an epoch beats them: fine-tuning never leaves the network's held-out error
+        # above where it started. Every rank scores all clips (_HeldOutClips), so alike.
         datamodule = getattr(self.trainer, "datamodule", None)
         if (
             self.started_from == "scratch"
