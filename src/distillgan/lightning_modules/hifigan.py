@@ -516,12 +516,11 @@ class HiFiGANModule(L.LightningModule):
             or datamodule is None
         ):
             return
-        clips = torch.stack(datamodule.val_audio).to(self.device)
+        clips = datamodule.val_dataloader().clips.to(self.device)
         with torch.no_grad(), self.trainer.precision_plugin.val_step_context():
             rendered, network, _ = self.held_out_errors(clips)
-        self.start_mel_l1 = self.best_mel_l1 = float(rendered)
-        self.start_network_mel_l1 = self.best_network_mel_l1 = float(network)
-        self.best_generator = {k: v.float().cpu() for k, v in self.generator.inference_state_dict().items()}
+        self.start_mel_l1, self.start_network_mel_l1 = float(rendered), float(network)
+        self._keep(0, self.start_mel_l1, self.start_network_mel_l1)
         if self.logger is not None:  # the held-out curves' first point, at step 0
             self.logger.log_metrics(
                 {"val/mel_l1": self.start_mel_l1, "val/network_mel_l1": self.start_network_mel_l1}, step=0
@@ -549,11 +548,12 @@ class HiFiGANModule(L.LightningModule):
         self.val_network_history.append(float(network_l1))
         best = self.best_network_mel_l1
         if self.best_generator is None or best is None or float(network_l1) <= best:
-            self.best_epoch = self.current_epoch + 1
-            self.best_mel_l1, self.best_network_mel_l1 = float(mel_l1), float(network_l1)
-            self.best_generator = {
-                k: v.float().cpu() for k, v in self.generator.inference_state_dict().items()
-            }
+            self._keep(self.current_epoch + 1, float(mel_l1), float(network_l1))
+
+    def _keep(self, epoch: int, mel_l1: float, network_mel_l1: float) -> None:
+        """The generator as it is now becomes the kept one (``epoch`` 0: the start), with its figures."""
+        self.best_epoch, self.best_mel_l1, self.best_network_mel_l1 = epoch, mel_l1, network_mel_l1
+        self.best_generator = {k: v.float().cpu() for k, v in self.generator.inference_state_dict().items()}
 
     # ---------------------------------------------------------------- state
 
